@@ -1,0 +1,165 @@
+"""RED-Net: very deep convolutional encoder-decoder with symmetric skip connections.
+
+Mao, Shen and Yang, "Image Restoration Using Very Deep Convolutional Encoder-Decoder Networks with
+Symmetric Skip Connections", NIPS 2016 (arXiv:1603.09056).
+
+From the paper: an encoder of 3x3 convolutions and a mirrored decoder of 3x3 transposed convolutions, a ReLU
+after every layer, no pooling, skip connections every two layers from a convolution to its mirrored
+deconvolution (element-wise sum, then ReLU), residual learning, and (§2.1.1) a faster variant whose encoder
+down-samples with strided convolutions while the mirrored deconvolutions up-sample.
+
+From the released Caffe model (``REDNet_ch1.prototxt``, ``REDNet_ch3.prototxt``, ``netforward.m``): padding 1,
+the last deconvolution is linear (no ReLU), conv output ``c_2k`` is added to deconv output ``d_(L-2k)`` and the
+input-to-output skip is ``output = input + net(input)`` with no ReLU and no clipping. The released models are
+128 wide; the paper's text says 64, our default.
+
+Not in either source (our choices): where the strided variant down-samples (we stride the first convolution
+and the last deconvolution, so every skip joins maps of the same size) and the kernel of the strided layers
+(``max(3, stride)``, so a stride-4 layer still sees every pixel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+__all__ = ["RED10", "RED20", "RED30", "REDNet", "REDNetConfig", "parameter_count", "receptive_field"]
+
+
+@dataclass(frozen=True)
+class REDNetConfig:
+    """Architecture of one RED-Net.
+
+    Attributes:
+        depth: conv + deconv layers, even; the paper's RED30 = 15 conv + 15 deconv.
+        width: hidden channels: 64 in the paper's text, 128 in the released Caffe models.
+        channels: image channels in and out: 1 = gray / Y, 3 = RGB.
+        skip_every: a mirrored skip every this many layers (the paper: 2); 0 = no skips (the paper's RED10).
+        residual: output = input + network output (the released code); False = the network output alone.
+        stride: 1 = the paper's model; > 1 = the fast variant: the first convolution down-samples by
+            ``stride`` and the last deconvolution up-samples by it, so the hidden layers see ``stride**2``
+            fewer pixels.
+    """
+
+    depth: int = 30
+    width: int = 64
+    channels: int = 1
+    skip_every: int = 2
+    residual: bool = True
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.depth < 2 or self.depth % 2:
+            raise ValueError(f"depth must be an even number >= 2 (conv + deconv layers), got {self.depth}")
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (gray / Y) or 3 (RGB), got {self.channels}")
+        if self.skip_every < 0:
+            raise ValueError(f"skip_every must be >= 0 (0 = no skips), got {self.skip_every}")
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {self.stride}")
+
+    @property
+    def layers(self) -> int:
+        """Number of convolutions (= number of deconvolutions), L in the paper's notation."""
+        return self.depth // 2
+
+
+RED10 = REDNetConfig(depth=10, skip_every=0)
+"""The paper's RED10: 5 conv + 5 deconv, no skip connections (residual output kept)."""
+RED20 = REDNetConfig(depth=20)
+"""The paper's RED20: 10 conv + 10 deconv, skips every 2 layers."""
+RED30 = REDNetConfig(depth=30)
+"""The paper's RED30: 15 conv + 15 deconv, skips every 2 layers; ``width=128`` = the released model."""
+
+
+def _strided_geometry(stride: int) -> tuple[int, int, int]:
+    """(kernel, padding, output_padding) of a layer that maps H -> H / stride and back exactly."""
+    kernel = max(3, stride)
+    padding = (kernel - stride + 1) // 2
+    return kernel, padding, stride + 2 * padding - kernel
+
+
+class REDNet(nn.Module):
+    """RED-Net on images (N, C, H, W), float32 in [0, 1], any H and W (1x1 included).
+
+    ``forward`` returns ``x + body(x)`` (or ``body(x)`` without residual learning): no clamp, no rounding;
+    that is the caller's job. For the strided variant the input is padded (replicate) to a multiple of the
+    stride inside ``forward`` and the output cropped back, so any size works.
+    """
+
+    def __init__(self, config: REDNetConfig = RED30) -> None:
+        super().__init__()
+        self.config = config
+        c, w, n, s = config.channels, config.width, config.layers, config.stride
+        k, p, op = _strided_geometry(s)
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(c, w, k, stride=s, padding=p)] + [nn.Conv2d(w, w, 3, padding=1) for _ in range(n - 1)]
+        )
+        self.deconvs = nn.ModuleList(
+            [nn.ConvTranspose2d(w, w, 3, padding=1) for _ in range(n - 1)]
+            + [nn.ConvTranspose2d(w, c, k, stride=s, padding=p, output_padding=op)]
+        )
+        # conv output c_i (i = 1..L) is added to deconv output d_(L-i) when i is a multiple of skip_every;
+        # i = 0 (the input) <-> d_L is the residual connection, handled in forward.
+        every = config.skip_every
+        self.skip_from = {n - i: i for i in range(1, n) if every and i % every == 0}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Restore a batch.
+
+        Args:
+            x: (N, C, H, W) float images in [0, 1], C = ``config.channels``.
+
+        Returns:
+            (N, C, H, W) restored images, same dtype; not clamped.
+        """
+        if x.ndim != 4 or x.shape[1] != self.config.channels:
+            raise ValueError(
+                f"x must be (N, {self.config.channels}, H, W), got {tuple(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        s = self.config.stride
+        pad_h, pad_w = (-h) % s, (-w) % s
+        y = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        feats = [y]
+        for conv in self.convs:
+            y = F.relu(conv(y))
+            feats.append(y)
+        n = self.config.layers
+        for j, deconv in enumerate(self.deconvs, start=1):
+            y = deconv(y)
+            if j == n:
+                break
+            if j in self.skip_from:
+                y = F.relu(y) + feats[self.skip_from[j]]
+            y = F.relu(y)
+        y = y[..., :h, :w]
+        return x + y if self.config.residual else y
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+
+
+def parameter_count(config: REDNetConfig) -> int:
+    """Weights + biases of a stride-1 RED-Net: ``2(L-1)(9w^2+w) + (9cw+w) + (9wc+c)`` (paper.md §1.4)."""
+    n, w, c = config.layers, config.width, config.channels
+    return 2 * (n - 1) * (9 * w * w + w) + (9 * c * w + w) + (9 * w * c + c)
+
+
+def receptive_field(config: REDNetConfig) -> int:
+    """Side in pixels of the receptive field: exact for stride 1, an upper bound for the strided variant.
+
+    Stride 1: each 3x3 layer adds 2 px, so RED10/20/30 see 21/41/61 px. Strided: the first convolution sees
+    ``k = max(3, stride)`` px, the 2(L-1) hidden 3x3 layers add 2 coarse px = ``2 * stride`` px each, and the
+    last deconvolution spreads a coarse pixel over at most ``stride`` more px on each side.
+    """
+    s = config.stride
+    if s == 1:
+        return 2 * config.depth + 1
+    k = max(3, s)
+    return k + 2 * (config.depth - 2) * s + 2 * s

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from rednet.model import RED10, RED20, RED30, REDNet, REDNetConfig, parameter_count, receptive_field
+
+PRESETS = {"RED10": RED10, "RED20": RED20, "RED30": RED30}
+
+
+def small(config: REDNetConfig, **changes) -> REDNetConfig:
+    return dataclasses.replace(config, width=8, **changes)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("skips", [True, False])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_forward_keeps_the_input_shape_for_any_size(name, skips, stride, channels):
+    config = small(PRESETS[name], skip_every=2 if skips else 0, stride=stride, channels=channels)
+    model = REDNet(config).eval()
+    for h, w in [(1, 1), (37, 53), (64, 64)]:
+        x = torch.rand(2, channels, h, w, generator=torch.Generator().manual_seed(h))
+        with torch.no_grad():
+            y = model(x)
+        assert y.shape == x.shape
+        assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (RED10, 296_641),
+        (RED20, 665_921),
+        (RED30, 1_035_201),
+        (dataclasses.replace(RED30, channels=3), 1_037_507),
+        (dataclasses.replace(RED30, width=128), 4_134_785),
+        (dataclasses.replace(RED30, width=128, channels=3), 4_139_395),
+    ],
+)
+def test_parameter_count_matches_the_formula_and_paper_table(config, expected):
+    model = REDNet(config)
+    assert sum(p.numel() for p in model.parameters()) == expected == parameter_count(config)
+
+
+def measured_receptive_field(model: REDNet, size: int = 161) -> int:
+    """Side of the input region that the centre output pixel depends on (gradient probe)."""
+    reach = torch.zeros(size, size)
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(1, model.config.channels, size, size, generator=g, dtype=torch.float64, requires_grad=True)
+        model(x)[0, :, size // 2, size // 2].sum().backward()
+        reach += x.grad.abs().sum(dim=(0, 1))
+    rows = torch.nonzero(reach.sum(dim=1)).flatten()
+    cols = torch.nonzero(reach.sum(dim=0)).flatten()
+    return max(int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("RED10", 21), ("RED20", 41), ("RED30", 61)])
+def test_receptive_field_measured_by_gradient_probe(name, expected):
+    torch.manual_seed(0)
+    config = small(PRESETS[name])
+    # The residual path alone would make the centre pixel see itself; the probe measures the network body.
+    model = REDNet(dataclasses.replace(config, residual=False)).double()
+    assert measured_receptive_field(model) == expected == receptive_field(config)
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+def test_strided_receptive_field_is_within_the_documented_bound(stride):
+    torch.manual_seed(0)
+    config = small(RED10, stride=stride, residual=False)
+    measured = measured_receptive_field(REDNet(config).double(), size=201)
+    assert 21 < measured <= receptive_field(config)
+
+
+def test_skips_follow_the_released_prototxt_wiring():
+    # REDNet_ch1.prototxt: conv output c_2k is added to deconv output d_(15-2k), k = 1..7.
+    model = REDNet(RED30)
+    assert model.skip_from == {13: 2, 11: 4, 9: 6, 7: 8, 5: 10, 3: 12, 1: 14}
+    assert REDNet(RED10).skip_from == {}
+    assert REDNet(dataclasses.replace(RED20, skip_every=4)).skip_from == {6: 4, 2: 8}
+
+
+def test_residual_output_is_input_plus_body_without_clamp():
+    config = small(RED10)
+    with_res = REDNet(config)
+    without = REDNet(dataclasses.replace(config, residual=False))
+    without.load_state_dict(with_res.state_dict())
+    x = torch.rand(1, 1, 16, 16)
+    torch.testing.assert_close(with_res(x), x + without(x))
+    # Zeroing the last layer leaves exactly the input: the residual is not passed through a ReLU.
+    for p in with_res.deconvs[-1].parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.rand(1, 1, 16, 16) - 0.5
+    torch.testing.assert_close(with_res(x), x)
+
+
+def test_skip_connections_change_the_output():
+    torch.manual_seed(0)
+    a = REDNet(small(RED20))
+    b = REDNet(small(RED20, skip_every=0))
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(1, 1, 24, 24)
+    assert not torch.allclose(a(x), b(x))
+
+
+def test_strided_variant_works_on_fewer_hidden_pixels():
+    model = REDNet(small(RED10, stride=2))
+    seen = []
+    model.convs[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.rand(1, 1, 37, 53))
+    assert seen[0][-2:] == (19, 27)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"depth": 7}, {"depth": 0}, {"width": 0}, {"channels": 2}, {"skip_every": -1}, {"stride": 0}]
+)
+def test_invalid_config_is_refused_with_a_message(kwargs):
+    with pytest.raises(ValueError, match="must"):
+        REDNetConfig(**kwargs)
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"x must be \(N, 1, H, W\), got \(1, 3, 8, 8\)"):
+        REDNet(small(RED10))(torch.rand(1, 3, 8, 8))
