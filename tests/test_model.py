@@ -50,7 +50,9 @@ def measured_receptive_field(model: REDNet, size: int = 161) -> int:
     reach = torch.zeros(size, size)
     for seed in range(3):
         g = torch.Generator().manual_seed(seed)
-        x = torch.rand(1, model.config.channels, size, size, generator=g, dtype=torch.float64, requires_grad=True)
+        x = torch.rand(
+            1, model.config.channels, size, size, generator=g, dtype=torch.float64, requires_grad=True
+        )
         model(x)[0, :, size // 2, size // 2].sum().backward()
         reach += x.grad.abs().sum(dim=(0, 1))
     rows = torch.nonzero(reach.sum(dim=1)).flatten()

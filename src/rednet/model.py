@@ -8,10 +8,10 @@ after every layer, no pooling, skip connections every two layers from a convolut
 deconvolution (element-wise sum, then ReLU), residual learning, and (§2.1.1) a faster variant whose encoder
 down-samples with strided convolutions while the mirrored deconvolutions up-sample.
 
-From the released Caffe model (``REDNet_ch1.prototxt``, ``REDNet_ch3.prototxt``, ``netforward.m``): padding 1,
-the last deconvolution is linear (no ReLU), conv output ``c_2k`` is added to deconv output ``d_(L-2k)`` and the
-input-to-output skip is ``output = input + net(input)`` with no ReLU and no clipping. The released models are
-128 wide; the paper's text says 64, our default.
+From the released Caffe model (``REDNet_ch1.prototxt``, ``REDNet_ch3.prototxt``, ``netforward.m``):
+padding 1, the last deconvolution is linear (no ReLU), conv output ``c_2k`` is added to deconv output
+``d_(L-2k)`` and the input-to-output skip is ``output = input + net(input)`` with no ReLU and no clipping.
+The released models are 128 wide; the paper's text says 64, our default.
 
 Not in either source (our choices): where the strided variant down-samples (we stride the first convolution
 and the last deconvolution, so every skip joins maps of the same size) and the kernel of the strided layers
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
@@ -119,9 +118,7 @@ class REDNet(nn.Module):
             (N, C, H, W) restored images, same dtype; not clamped.
         """
         if x.ndim != 4 or x.shape[1] != self.config.channels:
-            raise ValueError(
-                f"x must be (N, {self.config.channels}, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x must be (N, {self.config.channels}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         s = self.config.stride
         pad_h, pad_w = (-h) % s, (-w) % s

@@ -1,0 +1,270 @@
+"""The evaluation protocol of ``protocol.md``: degrade a test set, restore it with a method, score it.
+
+One :class:`EvalConfig` says what is measured; :func:`evaluate` returns a JSON-ready dict with per-image and
+mean PSNR/SSIM, seconds per image (the method alone), and the protocol actually used (channel, shave,
+quantisation, seeds), so that a number can always be traced back to how it was made.
+
+Per task (``protocol.md`` §2):
+
+* denoise: ``y = x + sigma/255 * n`` in float, not clipped; n from ``numpy.random.default_rng(seed + index)``.
+* sr: Y channel; crop to a multiple of the scale, MATLAB-compatible bicubic down, 8-bit LR, bicubic up.
+  Shave = scale.
+* jpeg: Y (colour sets) or gray; Pillow JPEG at quality q. ``channel="rgb"``: colour JPEG (4:2:0).
+* deblur: RGB; ``imfilter(x, k, 'conv', 'replicate')`` equivalent, then noise ``sigma`` (0-255 scale).
+* inpaint: RGB; text overlay (``mask="text"``) or random pixel loss at a rate (``mask="0.5"``).
+
+Restored images are clipped and rounded to 8 bits before scoring unless ``quantize=False``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rednet import baselines, degrade, io
+from rednet.data import resolve_dataset
+from rednet.metrics import psnr, rgb_to_y, ssim
+
+__all__ = ["METHODS", "Corrupted", "EvalConfig", "corrupt", "evaluate", "kernel_by_name"]
+
+Task = Literal["denoise", "sr", "jpeg", "deblur", "inpaint"]
+Channel = Literal["auto", "y", "gray", "rgb"]
+TASKS: tuple[str, ...] = ("denoise", "sr", "jpeg", "deblur", "inpaint")
+KERNELS = ("gaussian", "disk")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to measure.
+
+    Attributes:
+        task: the corruption.
+        dataset: a benchmark name (``rednet.data.BENCHMARKS``) or a folder of images.
+        method: a key of :data:`METHODS`.
+        sigma: noise std on the 0-255 scale (denoise; extra noise for deblur).
+        scale: SR factor.
+        quality: JPEG quality 1-100.
+        kernel: blur kernel name, "gaussian" (25x25, sigma 1.6) or "disk" (radius 7).
+        mask: inpainting corruption: "text" or a pixel-loss rate such as "0.5".
+        channel: "auto" = the task's protocol channel; or force "y", "gray" or "rgb".
+        shave: border pixels ignored by the metrics; None = the protocol's (scale for sr, else 0).
+        quantize: clip and round the restored image to 8 bits before scoring (protocol default).
+        seed: base seed; image i (sorted order) uses ``seed + i``.
+        data_root: where named sets live (see ``rednet.data.data_root``).
+        limit: evaluate only the first ``limit`` images (None = all).
+    """
+
+    task: Task
+    dataset: str
+    method: str = "identity"
+    sigma: float | None = None
+    scale: int | None = None
+    quality: int | None = None
+    kernel: str | None = None
+    mask: str | None = None
+    channel: Channel = "auto"
+    shave: int | None = None
+    quantize: bool = True
+    seed: int = 0
+    data_root: str | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        need = {"denoise": "sigma", "sr": "scale", "jpeg": "quality", "deblur": "kernel", "inpaint": "mask"}
+        if getattr(self, need[self.task]) is None:
+            raise ValueError(f"task {self.task!r} needs --{need[self.task]}")
+        if self.task == "sr" and self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if self.task == "jpeg" and not 1 <= int(self.quality) <= 100:
+            raise ValueError(f"quality must be 1..100, got {self.quality}")
+        if self.task == "deblur" and self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if self.task == "inpaint":
+            parse_mask(self.mask)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.task not in METHODS[self.method][1]:
+            raise ValueError(f"method {self.method!r} does not do task {self.task!r}")
+
+    @property
+    def resolved_shave(self) -> int:
+        if self.shave is not None:
+            return self.shave
+        return int(self.scale) if self.task == "sr" else 0
+
+    def resolved_channel(self, color: bool) -> str:
+        """The channel the protocol scores for a set whose images are colour (``color``) or gray."""
+        if self.channel != "auto":
+            return self.channel
+        if self.task in ("sr", "jpeg"):
+            return "y" if color else "gray"
+        if self.task == "denoise":
+            return "rgb" if color else "gray"
+        return "rgb"
+
+
+def parse_mask(mask: str | None) -> float | None:
+    """ "text" -> None (text overlay); "0.5" -> 0.5 (pixel-loss rate in (0, 1))."""
+    if mask == "text":
+        return None
+    try:
+        rate = float(mask)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"mask must be 'text' or a pixel-loss rate in (0, 1), got {mask!r}") from None
+    if not 0 < rate < 1:
+        raise ValueError(f"mask rate must be in (0, 1), got {rate}")
+    return rate
+
+
+def kernel_by_name(name: str) -> Tensor:
+    """The official demo's kernels: "gaussian" = fspecial('gaussian', 25, 1.6), "disk" = ('disk', 7)."""
+    if name == "gaussian":
+        return degrade.gaussian_kernel(25, 1.6)
+    if name == "disk":
+        return degrade.disk_kernel(7)
+    raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {name!r}")
+
+
+@dataclass
+class Corrupted:
+    """A clean image, its corruption and what a method may know about it.
+
+    Attributes:
+        clean: (1, C, H, W) ground truth in [0, 1] (cropped for SR).
+        degraded: (1, C, H, W) the method's input (unclipped for noise).
+        mask: (1, 1, H, W) inpainting mask, 1 = kept; None for other tasks.
+    """
+
+    clean: Tensor
+    degraded: Tensor
+    mask: Tensor | None = None
+
+
+def corrupt(clean: Tensor, config: EvalConfig, seed: int) -> Corrupted:
+    """Apply the configured corruption to one clean image (1, C, H, W) with the given seed."""
+    rng = np.random.default_rng(seed)
+    if config.task == "denoise":
+        return Corrupted(clean, degrade.gaussian_noise(clean, float(config.sigma), generator=rng))
+    if config.task == "sr":
+        cropped, degraded = degrade.bicubic_sr(clean, int(config.scale))
+        return Corrupted(cropped, degraded)
+    if config.task == "jpeg":
+        return Corrupted(clean, degrade.jpeg(clean, int(config.quality)))
+    if config.task == "deblur":
+        kernel = kernel_by_name(str(config.kernel))
+        return Corrupted(clean, degrade.blur(clean, kernel, sigma=float(config.sigma or 0), generator=rng))
+    rate = parse_mask(config.mask)
+    if rate is None:
+        degraded, mask = degrade.text_overlay(clean, generator=rng)
+    else:
+        degraded, mask = degrade.drop_pixels(clean, rate, generator=rng)
+    return Corrupted(clean, degraded, mask)
+
+
+Method = Callable[[Corrupted, EvalConfig], Tensor]
+
+
+def _identity(c: Corrupted, config: EvalConfig) -> Tensor:
+    return c.degraded
+
+
+def _bm3d(c: Corrupted, config: EvalConfig) -> Tensor:
+    return baselines.bm3d(c.degraded, float(config.sigma))
+
+
+def _wiener(c: Corrupted, config: EvalConfig) -> Tensor:
+    return baselines.wiener(c.degraded, kernel_by_name(str(config.kernel)), sigma=float(config.sigma or 0))
+
+
+def _richardson_lucy(c: Corrupted, config: EvalConfig) -> Tensor:
+    return baselines.richardson_lucy(c.degraded, kernel_by_name(str(config.kernel)))
+
+
+def _telea(c: Corrupted, config: EvalConfig) -> Tensor:
+    return baselines.telea(c.degraded, c.mask)
+
+
+def _biharmonic(c: Corrupted, config: EvalConfig) -> Tensor:
+    return baselines.biharmonic(c.degraded, c.mask)
+
+
+METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
+    "identity": (_identity, TASKS),
+    "bicubic": (_identity, ("sr",)),  # the SR input *is* the bicubic up-sampling of the LR image
+    "bm3d": (_bm3d, ("denoise",)),
+    "wiener": (_wiener, ("deblur",)),
+    "richardson-lucy": (_richardson_lucy, ("deblur",)),
+    "telea": (_telea, ("inpaint",)),
+    "biharmonic": (_biharmonic, ("inpaint",)),
+}
+"""Method name -> (function, tasks it does). Later issues add "rednet"."""
+
+
+def load_clean(path: Path, channel: str) -> Tensor:
+    """Read one test image as the protocol scores it: (1, C, H, W) in [0, 1], Y/gray (C = 1) or RGB."""
+    x, _ = io.read_image(path, mode="gray" if channel == "gray" else "rgb")
+    return rgb_to_y(x) if channel == "y" else x
+
+
+def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | None = None) -> dict:
+    """Run ``config.method`` over ``config.dataset`` and score it.
+
+    Args:
+        config: what to measure.
+        progress: show a progress bar on stderr.
+        method: override the method function (used by later issues' model methods and by tests).
+
+    Returns:
+        A JSON-ready dict: ``config``, ``protocol``, ``images`` (name, psnr, ssim, seconds) and ``mean``.
+    """
+    files, color = resolve_dataset(config.dataset, config.data_root)
+    if config.limit is not None:
+        files = files[: config.limit]
+    if color is None:
+        color = io.read_image(files[0])[0].shape[1] == 3
+    channel = config.resolved_channel(color)
+    fn = method or METHODS[config.method][0]
+    shave = config.resolved_shave
+    rows = []
+    iterator = files
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(files, desc=f"{config.method} {config.task}", unit="img")
+    for index, path in enumerate(iterator):
+        clean = load_clean(path, channel)
+        corrupted = corrupt(clean, config, config.seed + index)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            restored = fn(corrupted, config)
+        seconds = time.perf_counter() - start
+        if config.quantize:
+            restored = degrade.quantize(restored)
+        clean = corrupted.clean
+        rows.append(
+            {
+                "name": path.name,
+                "psnr": float(psnr(restored, clean, shave=shave)[0]),
+                "ssim": float(ssim(restored, clean, shave=shave)[0]),
+                "seconds": seconds,
+            }
+        )
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "seconds")}
+    protocol = {
+        "channel": channel,
+        "shave": shave,
+        "quantized": config.quantize,
+        "seeds": f"image i (sorted by name) uses seed {config.seed} + i",
+        "noise_generator": "numpy.random.default_rng(seed).standard_normal",
+        "images": len(rows),
+    }
+    return {"config": asdict(config), "protocol": protocol, "mean": mean, "images": rows}
