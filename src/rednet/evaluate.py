@@ -211,8 +211,10 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
 
 def load_clean(path: Path, channel: str) -> Tensor:
     """Read one test image as the protocol scores it: (1, C, H, W) in [0, 1], Y/gray (C = 1) or RGB."""
-    x, _ = io.read_image(path, mode="gray" if channel == "gray" else "rgb")
-    return rgb_to_y(x) if channel == "y" else x
+    if channel == "y":
+        # A gray file (Set14 bridge.bmp) is its own Y, as in the classic SR evaluation code.
+        return rgb_to_y(io.read_image(path)[0])
+    return io.read_image(path, mode="gray" if channel == "gray" else "rgb")[0]
 
 
 def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | None = None) -> dict:
