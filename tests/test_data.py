@@ -37,8 +37,16 @@ def test_empty_folder_and_unknown_name_are_clear_errors(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "count", "color"),
-    [("Set12", 12, False), ("BSD68", 68, False), ("CBSD68", 68, True), ("Set5", 5, True),
-     ("Set14", 14, True), ("B100", 100, True), ("LIVE1", 29, True), ("Classic5", 5, False)],
+    [
+        ("Set12", 12, False),
+        ("BSD68", 68, False),
+        ("CBSD68", 68, True),
+        ("Set5", 5, True),
+        ("Set14", 14, True),
+        ("B100", 100, True),
+        ("LIVE1", 29, True),
+        ("Classic5", 5, False),
+    ],
 )
 def test_named_benchmarks_resolve_with_their_image_counts(data_root, name, count, color):
     files, is_color = resolve_dataset(name.lower(), data_root)

@@ -101,16 +101,18 @@ def test_jpeg_input_matches_published_baselines(data_root, dataset, expected):
 )
 def test_bicubic_sr_matches_published_baselines(data_root, dataset, expected, tolerance):
     for scale, published in zip([2, 3, 4], expected, strict=True):
-        config = EvalConfig(task="sr", dataset=dataset, scale=scale, method="bicubic", data_root=str(data_root))
+        config = EvalConfig(
+            task="sr", dataset=dataset, scale=scale, method="bicubic", data_root=str(data_root)
+        )
         assert evaluate(config)["mean"]["psnr"] == pytest.approx(published, abs=tolerance)
 
 
 def test_bm3d_on_bsd68_is_near_the_published_value(data_root):
-    # Published BM3D, BSD68 sigma 25: 28.57 dB over all 68 images; on the first 4 we only check the ballpark
-    # (the full-set figure is a benchmark: `rednet eval --task denoise --sigma 25 --dataset BSD68 --method bm3d`).
-    config = EvalConfig(task="denoise", dataset="BSD68", sigma=25, method="bm3d", data_root=str(data_root), limit=4)
-    result = evaluate(config)
-    noisy = evaluate(EvalConfig(task="denoise", dataset="BSD68", sigma=25, data_root=str(data_root), limit=4))
+    # Published BM3D, BSD68 sigma 25: 28.57 dB over all 68 images; on the first 4 we only check the
+    # ballpark (the full-set figure is a benchmark: rednet eval ... --dataset BSD68 --method bm3d).
+    common = {"task": "denoise", "dataset": "BSD68", "sigma": 25, "data_root": str(data_root), "limit": 4}
+    result = evaluate(EvalConfig(method="bm3d", **common))
+    noisy = evaluate(EvalConfig(**common))
     assert 27.0 < result["mean"]["psnr"] < 31.0
     assert result["mean"]["psnr"] > noisy["mean"]["psnr"] + 7
     assert np.isfinite(result["mean"]["seconds"])

@@ -82,9 +82,9 @@ def wiener(degraded: Tensor, kernel: Tensor, *, sigma: float = 0.0, balance: flo
         degraded: (N, C, H, W) blurred (and noisy) images in [0, 1].
         kernel: (kh, kw) blur kernel, summing to 1.
         sigma: noise level on the 0-255 scale.
-        balance: regularisation weight of ``skimage.restoration.wiener``; None = ``max(0.005, 2 * sigma/255)``,
-            a fixed rule, the same for every image and kernel (not tuned on test images). It suits the
-            Gaussian kernel; the disk kernel, whose spectrum has zeros, would want more (about 0.05).
+        balance: regularisation weight of ``skimage.restoration.wiener``; None = the fixed rule
+            ``max(0.005, 2 * sigma/255)``, the same for every image and kernel (not tuned on test images).
+            It suits the Gaussian kernel; the disk kernel, whose spectrum has zeros, wants more (~0.05).
     """
     from skimage.restoration import wiener as sk_wiener
 
