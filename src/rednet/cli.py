@@ -164,9 +164,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     result = evaluate(config, progress=not args.json and sys.stderr.isatty())
+    for bad in result["failed"]:
+        print(f"rednet: error: {bad['error']}", file=sys.stderr)
+    status = 1 if result["failed"] else 0
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
+        return status
     print(f"{'image':<24} {'PSNR':>8} {'SSIM':>8} {'s/img':>8}")
     for row in result["images"]:
         print(f"{row['name']:<24} {row['psnr']:8.2f} {row['ssim']:8.4f} {row['seconds']:8.3f}")
@@ -174,7 +177,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{'mean':<24} {m['psnr']:8.2f} {m['ssim']:8.4f} {m['seconds']:8.3f}")
     proto = ", ".join(f"{k}={v}" for k, v in result["protocol"].items())
     print(f"{config.method} on {config.dataset}, task {config.task}: {proto}")
-    return 0
+    if status:
+        print(f"{len(result['failed'])} image(s) failed and are not in the mean", file=sys.stderr)
+    return status
 
 
 def demo_image() -> torch.Tensor:

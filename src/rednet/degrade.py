@@ -286,11 +286,16 @@ def crop_to_multiple(x: Tensor, multiple: int) -> Tensor:
 
     Returns:
         A copy of ``x[..., :H - H % multiple, :W - W % multiple]``.
+
+    Raises:
+        ValueError: if H or W is smaller than ``multiple``.
     """
     _check_image(x)
     if multiple < 1:
         raise ValueError(f"multiple must be a positive integer, got {multiple}")
     h, w = x.shape[-2], x.shape[-1]
+    if h < multiple or w < multiple:
+        raise ValueError(f"a {h}x{w} image is smaller than {multiple}x{multiple}; nothing is left to down-sample")
     return x[..., : h - h % multiple, : w - w % multiple].clone()
 
 

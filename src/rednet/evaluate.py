@@ -18,6 +18,7 @@ Restored images are clipped and rounded to 8 bits before scoring unless ``quanti
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +32,8 @@ from torch import Tensor
 from rednet import baselines, degrade, io
 from rednet.data import resolve_dataset
 from rednet.metrics import psnr, rgb_to_y, ssim
+
+log = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "Corrupted", "EvalConfig", "corrupt", "evaluate", "kernel_by_name"]
 
@@ -226,7 +229,11 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         method: override the method function (used by later issues' model methods and by tests).
 
     Returns:
-        A JSON-ready dict: ``config``, ``protocol``, ``images`` (name, psnr, ssim, seconds) and ``mean``.
+        A JSON-ready dict: ``config``, ``protocol``, ``images`` (name, psnr, ssim, seconds), ``mean`` and
+        ``failed`` (name, error) for images that could not be read or corrupted; they are skipped.
+
+    Raises:
+        ValueError: if no image at all could be evaluated.
     """
     files, color = resolve_dataset(config.dataset, config.data_root)
     if config.limit is not None:
@@ -242,9 +249,15 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         from tqdm import tqdm
 
         iterator = tqdm(files, desc=f"{config.method} {config.task}", unit="img")
+    failed = []
     for index, path in enumerate(iterator):
-        clean = load_clean(path, channel)
-        corrupted = corrupt(clean, config, config.seed + index)
+        try:
+            clean = load_clean(path, channel)
+            corrupted = corrupt(clean, config, config.seed + index)
+        except ValueError as e:  # io.ImageError, or an image too small for the corruption
+            log.warning("skipping %s", e)
+            failed.append({"name": path.name, "error": str(e)})
+            continue
         start = time.perf_counter()
         with torch.inference_mode():
             restored = fn(corrupted, config)
@@ -260,6 +273,8 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
                 "seconds": seconds,
             }
         )
+    if not rows:
+        raise ValueError(f"{config.dataset}: no image could be evaluated ({failed[0]['error']})")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "seconds")}
     protocol = {
         "channel": channel,
@@ -269,4 +284,4 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         "noise_generator": "numpy.random.default_rng(seed).standard_normal",
         "images": len(rows),
     }
-    return {"config": asdict(config), "protocol": protocol, "mean": mean, "images": rows}
+    return {"config": asdict(config), "protocol": protocol, "mean": mean, "images": rows, "failed": failed}

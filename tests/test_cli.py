@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from rednet.cli import build_parser, main
+
+TASK_FLAGS = {
+    "denoise": ["--sigma", "25"],
+    "sr": ["--scale", "3"],
+    "jpeg": ["--quality", "10"],
+    "deblur": ["--kernel", "disk", "--sigma", "2.55"],
+    "inpaint": ["--mask", "text"],
+}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    path = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()[:96, :120]).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """Each bad input and the start of its documented one-line error."""
+    folder = tmp_path_factory.mktemp("bad")
+    good = folder / "good.png"
+    Image.fromarray(data.camera()).save(good)
+    raw = good.read_bytes()
+    (folder / "truncated.png").write_bytes(raw[: len(raw) // 2])
+    (folder / "notes.png").write_text("this is not an image\n")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "folder.png").mkdir()
+    Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # 400 Mpx, a few KB on disk
+    return {
+        "truncated": (folder / "truncated.png", "truncated or corrupt image file"),
+        "text": (folder / "notes.png", "not an image"),
+        "empty": (folder / "empty.png", "empty file"),
+        "directory": (folder / "folder.png", "is a directory"),
+        "bomb": (folder / "bomb.png", "400000000 pixels exceeds the limit of 100000000"),
+        "missing": (folder / "missing.png", "file not found"),
+    }
+
+
+def test_help_lists_every_command_with_a_one_line_description(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ["degrade", "eval", "demo"]:
+        assert re.search(rf"^\s+{command}\s+\S", out, flags=re.MULTILINE), command
+
+
+@pytest.mark.parametrize("kind", ["truncated", "text", "empty", "directory", "bomb", "missing"])
+@pytest.mark.parametrize("task", list(TASK_FLAGS))
+def test_bad_input_gives_one_line_error_exit_1_and_is_not_modified(bad_inputs, tmp_path, capsys, kind, task):
+    path, message = bad_inputs[kind]
+    before = digest(path) if path.exists() else None
+    code = main(["degrade", "--task", task, *TASK_FLAGS[task], str(path), "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("rednet: error: ")
+    assert path.name in err and message in err
+    assert (digest(path) if path.exists() else None) == before
+    assert not (tmp_path / "out.png").exists()
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary file left behind
+
+
+@pytest.mark.parametrize("task", ["denoise", "jpeg", "deblur", "inpaint"])
+def test_a_1x1_image_gives_a_1x1_result(tmp_path, task):
+    src = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 100, 50)).save(src)
+    out = tmp_path / "out.png"
+    assert main(["degrade", "--task", task, *TASK_FLAGS[task], str(src), "-o", str(out)]) == 0
+    assert Image.open(out).size == (1, 1)
+
+
+def test_a_1x1_image_is_too_small_to_downscale_and_says_so(tmp_path, capsys):
+    src = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1)).save(src)
+    assert main(["degrade", "--task", "sr", "--scale", "3", str(src), "-o", str(tmp_path / "o.png")]) == 1
+    assert "smaller than 3x3" in capsys.readouterr().err
+
+
+def test_16_bit_rgba_stays_16_bit_rgba_and_sr_writes_the_low_resolution_image(tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    bgra = (rng.random((40, 50, 4)) * 65535).astype(np.uint16)
+    src = tmp_path / "deep.png"
+    cv2.imwrite(str(src), bgra)
+    before = digest(src)
+    for task, shape in [("denoise", (40, 50, 4)), ("sr", (13, 16, 4))]:
+        out = tmp_path / f"{task}.png"
+        assert main(["degrade", "--task", task, *TASK_FLAGS[task], str(src), "-o", str(out)]) == 0
+        result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+        assert result.dtype == np.uint16 and result.shape == shape
+    # the alpha channel is carried over untouched by the noise
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "denoise.png"), -1)[..., 3], bgra[..., 3])
+    assert digest(src) == before
+
+
+def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
+    src = tmp_path / "print.jpg"
+    Image.fromarray(data.astronaut()[:64, :64]).convert("CMYK").save(src, quality=95)
+    out = tmp_path / "out.png"
+    assert main(["degrade", "--task", "jpeg", "--quality", "50", str(src), "-o", str(out)]) == 0
+    result = np.asarray(Image.open(out))
+    assert Image.open(out).mode == "RGB"
+    assert np.abs(result.astype(float) - data.astronaut()[:64, :64]).mean() < 12
+
+
+def test_degrade_never_overwrites_its_input_or_an_existing_file(photo, tmp_path, capsys):
+    before = digest(photo)
+    assert main(["degrade", "--task", "denoise", "--sigma", "25", str(photo), "-o", str(photo)]) == 1
+    assert "is an input file" in capsys.readouterr().err
+    assert digest(photo) == before
+    out = tmp_path / "noisy.png"
+    assert main(["degrade", "--task", "denoise", "--sigma", "25", str(photo), "-o", str(out)]) == 0
+    assert main(["degrade", "--task", "denoise", "--sigma", "25", str(photo), "-o", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (
+        main(["degrade", "--task", "denoise", "--sigma", "25", str(photo), "-o", str(out), "--overwrite"])
+        == 0
+    )
+
+
+def test_degrade_is_seeded(photo, tmp_path):
+    outs = []
+    for i, seed in enumerate([1, 1, 2]):
+        out = tmp_path / f"n{i}.png"
+        main(
+            ["degrade", "--task", "inpaint", "--mask", "0.5", str(photo), "-o", str(out), "--seed", str(seed)]
+        )
+        outs.append(np.asarray(Image.open(out)))
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+
+
+def test_degrade_saves_the_inpainting_mask(photo, tmp_path):
+    mask = tmp_path / "mask.png"
+    out = tmp_path / "o.png"
+    assert (
+        main(
+            [
+                "degrade",
+                "--task",
+                "inpaint",
+                "--mask",
+                "text",
+                str(photo),
+                "-o",
+                str(out),
+                "--save-mask",
+                str(mask),
+            ]
+        )
+        == 0
+    )
+    values = np.unique(np.asarray(Image.open(mask)))
+    assert set(values.tolist()) == {0, 255}
+
+
+def test_eval_continues_past_a_bad_file_reports_it_and_exits_1(tmp_path, capsys):
+    Image.fromarray(data.camera()[:64, :64]).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_text("not an image")
+    Image.fromarray(data.moon()[:64, :64]).save(tmp_path / "c.png")
+    code = main(["eval", "--task", "jpeg", "--quality", "20", "--dataset", str(tmp_path), "--json"])
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert code == 1
+    assert [r["name"] for r in result["images"]] == ["a.png", "c.png"]
+    assert result["failed"][0]["name"] == "b.png"
+    assert "b.png: not an image" in captured.err
+
+
+def test_eval_prints_a_readable_table(tmp_path, capsys):
+    Image.fromarray(data.camera()[:64, :64]).save(tmp_path / "a.png")
+    assert (
+        main(["eval", "--task", "sr", "--scale", "2", "--dataset", str(tmp_path), "--method", "bicubic"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert re.search(r"^a\.png\s+\d+\.\d\d\s+0\.\d{4}", out, flags=re.MULTILINE)
+    assert "shave=2" in out and re.search(r"^mean\s", out, flags=re.MULTILINE)
+
+
+def test_eval_missing_data_root_names_path_and_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("REDNET_DATA", raising=False)
+    code = main(
+        [
+            "eval",
+            "--task",
+            "jpeg",
+            "--quality",
+            "10",
+            "--dataset",
+            "LIVE1",
+            "--data-root",
+            str(tmp_path / "nope"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "nope" in err and "REDNET_DATA" in err
+
+
+def test_demo_restores_the_sample_and_reports_a_gain(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["demo", "-o", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["gain_db"] > 8
+    assert Image.open(out).size == (512 * 2 + 8, 512)
+
+
+def test_boolean_flags_are_not_type_bool():
+    # "--quantize False" must not silently mean True (KAIR's --x8 bug): it is --quantize / --no-quantize.
+    args = build_parser().parse_args(
+        ["eval", "--task", "sr", "--scale", "2", "--dataset", "x", "--no-quantize"]
+    )
+    assert args.quantize is False
