@@ -19,29 +19,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rednet.io import array_to_tensor, tensor_to_array
+
 __all__ = ["biharmonic", "bm3d", "richardson_lucy", "telea", "wiener"]
 
 
-def _to_numpy(x: Tensor) -> np.ndarray:
-    """(C, H, W) tensor -> (H, W, C) float64 array."""
-    return x.detach().cpu().double().permute(1, 2, 0).numpy()
-
-
-def _from_numpy(a: np.ndarray) -> Tensor:
-    """(H, W, C) or (H, W) array -> (C, H, W) float32 tensor."""
-    if a.ndim == 2:
-        a = a[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float()
-
-
 def _per_image(fn, x: Tensor, *extra: Tensor | None) -> Tensor:
+    """Apply ``fn`` to each image of ``x`` as an (H, W, C) float64 array (plus matching ``extra`` arrays)."""
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W), got {tuple(x.shape)}")
+
+    def hwc(t: Tensor) -> np.ndarray:
+        a = tensor_to_array(t).astype(np.float64)
+        return a[:, :, None] if a.ndim == 2 else a
+
     out = []
     for i in range(x.shape[0]):
-        args = [None if e is None else _to_numpy(e[i]) for e in extra]
-        out.append(_from_numpy(fn(_to_numpy(x[i]), *args)))
-    return torch.stack(out)
+        args = [None if e is None else hwc(e[i]) for e in extra]
+        out.append(array_to_tensor(fn(hwc(x[i]), *args)))
+    return torch.cat(out)
 
 
 def bm3d(degraded: Tensor, sigma: float) -> Tensor:
