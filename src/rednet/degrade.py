@@ -295,7 +295,7 @@ def crop_to_multiple(x: Tensor, multiple: int) -> Tensor:
         raise ValueError(f"multiple must be a positive integer, got {multiple}")
     h, w = x.shape[-2], x.shape[-1]
     if h < multiple or w < multiple:
-        raise ValueError(f"a {h}x{w} image is smaller than {multiple}x{multiple}; nothing is left to down-sample")
+        raise ValueError(f"a {h}x{w} image is smaller than {multiple}x{multiple}; cannot down-sample")
     return x[..., : h - h % multiple, : w - w % multiple].clone()
 
 

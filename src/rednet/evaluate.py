@@ -284,4 +284,8 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         "noise_generator": "numpy.random.default_rng(seed).standard_normal",
         "images": len(rows),
     }
+    if config.task == "sr":
+        protocol["sr_input"] = "MATLAB-compatible bicubic down (LR rounded to 8 bits), then bicubic up"
+    if config.task == "jpeg":
+        protocol["jpeg_codec"] = "Pillow (libjpeg) at the given quality"
     return {"config": asdict(config), "protocol": protocol, "mean": mean, "images": rows, "failed": failed}
