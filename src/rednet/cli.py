@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=cmd_eval)
 
+    p = sub.add_parser("train", help="train a RED-Net (one process, or many with torchrun -m rednet train)")
+    p.add_argument("--config", type=Path, help="TOML file of training options (flags override it)")
+    p.add_argument(
+        "--run-dir", type=Path, help="run folder for config, logs and checkpoints (default runs/TASK-TIME)"
+    )
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
+    p.add_argument(
+        "--init", type=Path, metavar="WEIGHTS", help="start from exported weights, fresh optimizer"
+    )
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    _add_train_flags(p)
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("export", help="write a run's weights as fp16 safetensors plus a JSON model card")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="training run folder")
+    p.add_argument("-o", "--output", type=Path, required=True, help="NAME.safetensors (card: NAME.json)")
+    p.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="best validation PSNR (default) or the last step",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("plot", help="draw a run's loss and validation-PSNR curves to a PNG")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="training run folder")
+    p.add_argument("-o", "--output", type=Path, help="PNG to write (default RUN_DIR/curves.png)")
+    p.set_defaults(run=cmd_plot)
+
     p = sub.add_parser("demo", help="degrade a built-in sample image, restore it, write a before/after PNG")
     p.add_argument(
         "-o",
@@ -100,6 +131,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=cmd_demo)
     return parser
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; unset flags stay None so that they do not override the TOML file."""
+    import dataclasses as dc
+    import typing
+
+    from rednet.train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    doc = TrainConfig.__doc__ or ""
+    for field in dc.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        match = re.search(rf"^\s+{field.name}(?:, [\w, ]+)?: (.+)$", doc, flags=re.MULTILINE)
+        helptext = f"{match.group(1) if match else ''} (default {field.default})".replace("%", "%%")
+        kind = hints[field.name]
+        if kind is bool:
+            p.add_argument(
+                flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=helptext
+            )
+        else:
+            base = int if kind is int else float if kind is float else str
+            p.add_argument(flag, dest=field.name, type=base, default=None, help=helptext)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    from rednet.train import TrainConfig, train
+
+    values = {}
+    if args.config is not None:
+        values = dc.asdict(TrainConfig.from_toml(args.config))
+    for field in dc.fields(TrainConfig):
+        if getattr(args, field.name) is not None:
+            values[field.name] = getattr(args, field.name)
+    if args.resume is not None:
+        if values or args.init is not None:
+            raise ValueError("--resume continues a run with its stored options; give no other options")
+        run_dir = train(TrainConfig(), args.resume, resume=True, progress=args.progress)
+    else:
+        config = TrainConfig.from_dict(values)
+        run_dir = (
+            args.run_dir or Path("runs") / f"{config.task.replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        if (run_dir / "last.pt").exists():
+            raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+        run_dir = train(config, run_dir, init=args.init, progress=args.progress, command=_command_line())
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    return 0
+
+
+def _command_line() -> str:
+    import shlex
+
+    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("rednet") else "rednet", *sys.argv[1:]]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rednet.zoo import export_run
+
+    out = export_run(args.run_dir, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rednet.report import plot_run
+
+    out = plot_run(args.run_dir, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 def _eval_config(args: argparse.Namespace, **extra):

@@ -1,4 +1,5 @@
-"""Image sets: the benchmark sets of ``../shared/datasets`` by name, or any folder of images.
+"""Image sets: the benchmark sets of ``../shared/datasets`` by name, any folder of images, and the training
+patches that are cut from clean images and degraded on the fly.
 
 The data root is, in order: the ``root`` argument (CLI ``--data-root``), the ``REDNET_DATA`` environment
 variable, ``../shared/datasets`` relative to the working directory, then ``../shared/datasets`` beside the
@@ -8,13 +9,31 @@ also the order that fixes each image's seed (``protocol.md`` §1).
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rednet.io import is_image_file
+import numpy as np
+import torch
+from torch import Tensor
 
-__all__ = ["BENCHMARKS", "Benchmark", "data_root", "list_images", "resolve_dataset"]
+from rednet import degrade
+from rednet.io import is_image_file, read_image
+from rednet.metrics import rgb_to_y
+
+__all__ = [
+    "BENCHMARKS",
+    "Benchmark",
+    "Corruption",
+    "Levels",
+    "PatchDataset",
+    "data_root",
+    "list_images",
+    "load_training_images",
+    "resolve_dataset",
+]
 
 ENV_VAR = "REDNET_DATA"
 
@@ -109,3 +128,181 @@ def resolve_dataset(
     raise FileNotFoundError(
         f"{name_or_dir}: not a folder and not a benchmark name (one of {', '.join(BENCHMARKS)})"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training patches
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Corruption levels to draw from: a closed range ``"0-75"`` (uniform) or a list ``"10,30,50"``.
+
+    Attributes:
+        low, high: the range's ends (range form).
+        values: the list (list form; a single level is a list of one).
+    """
+
+    low: float = 0.0
+    high: float = 0.0
+    values: tuple[float, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str | float) -> Levels:
+        """``"0-75"`` -> range; ``"10,30,50"`` or ``"25"`` or ``25`` -> list."""
+        text = str(spec).strip()
+        try:
+            if "-" in text.lstrip("-") and "," not in text:
+                low, high = (float(v) for v in text.split("-", 1))
+                if low > high:
+                    raise ValueError
+                return cls(low=low, high=high)
+            return cls(values=tuple(float(v) for v in text.split(",")))
+        except ValueError:
+            raise ValueError(f"levels must look like '0-75' or '10,30,50', got {spec!r}") from None
+
+    def draw(self, rng: np.random.Generator, *, integer: bool = False) -> float:
+        """One level: uniform over the range (integers inclusive when ``integer``) or one of the list."""
+        if self.values:
+            return float(self.values[rng.integers(len(self.values))])
+        if integer:
+            return float(rng.integers(round(self.low), round(self.high) + 1))
+        return float(rng.uniform(self.low, self.high))
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One training task and the levels its patches are drawn from.
+
+    Attributes:
+        task: "denoise", "sr", "jpeg", "deblur" or "inpaint".
+        levels: sigma (denoise, 0-255 scale), scale (sr), quality (jpeg), added noise sigma (deblur) or
+            pixel-loss rate (inpaint; ignored when ``kernel_or_mask`` is "text").
+        kernel_or_mask: deblur kernel name ("gaussian", "disk"); inpaint mask "text" or "rate".
+    """
+
+    task: str
+    levels: Levels
+    kernel_or_mask: str = ""
+
+    def margin(self) -> int:
+        """Pixels cut around each patch before degrading it, so that no patch edge shows in the patch:
+        the bicubic support for SR, the JPEG block grid (16 phases for 4:2:0), the blur kernel."""
+        return 0 if self.task in ("denoise", "inpaint") else 16
+
+    def apply(self, region: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """Degrade one clean region (1, C, R, R) in [0, 1]; returns (clean, degraded), both (1, C, R', R')."""
+        if self.task == "denoise":
+            return region, degrade.gaussian_noise(region, self.levels.draw(rng), generator=rng)
+        if self.task == "sr":
+            return degrade.bicubic_sr(region, int(self.levels.draw(rng, integer=True)))
+        if self.task == "jpeg":
+            return region, degrade.jpeg(region, int(self.levels.draw(rng, integer=True)))
+        if self.task == "deblur":
+            from rednet.evaluate import kernel_by_name
+
+            kernel = kernel_by_name(self.kernel_or_mask)
+            return region, degrade.blur(region, kernel, sigma=self.levels.draw(rng), generator=rng)
+        if self.kernel_or_mask == "text":
+            return region, degrade.text_overlay(region, generator=rng)[0]
+        return region, degrade.drop_pixels(region, self.levels.draw(rng), generator=rng)[0]
+
+
+def load_training_images(folders: Sequence[str | Path], channel: str) -> list[Tensor]:
+    """Read every image under ``folders`` (recursively, sorted) once, as uint8 tensors (C, H, W).
+
+    Args:
+        folders: folders of clean training images.
+        channel: "gray" (Pillow's luma), "y" (BT.601 Y as MATLAB ``rgb2ycbcr``) or "rgb".
+
+    Returns:
+        One uint8 tensor per image, C = 1 for gray/y, 3 for rgb (gray files are replicated).
+    """
+    if channel not in ("gray", "y", "rgb"):
+        raise ValueError(f"channel must be gray, y or rgb, got {channel!r}")
+    images = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: training folder not found")
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            raise FileNotFoundError(f"{folder}: no image files in this folder")
+        for path in files:
+            x, _ = read_image(path, mode="gray" if channel == "gray" else "rgb")
+            if channel == "y":
+                x = rgb_to_y(x)
+            images.append(torch.round(x[0] * 255).to(torch.uint8))
+    return images
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Random degraded patches, a pure function of (seed, index).
+
+    Sample ``index`` is drawn with ``numpy.random.default_rng([seed, index])``: which image, where, which
+    flip/rotation, which corruption and level, and the corruption's own randomness. So a batch is the same
+    whatever the number of DataLoader workers or DDP ranks, and a resumed run sees exactly the patches that
+    an uninterrupted run would (the trainer asks for indices ``step * batch + i``).
+
+    Args:
+        images: clean images, uint8 (C, H, W), all with the same C.
+        corruptions: the tasks to mix; each sample picks one uniformly.
+        patch_size: side of the patches (the paper: 50).
+        seed: base seed.
+        patch_stride: 0 = patches at any position; s > 0 = only at positions on a grid of step s.
+        augment: random flips and 90-degree rotations (the 8 dihedral transforms).
+
+    Each item is ``(degraded, clean)``, float32 (C, patch_size, patch_size), clean in [0, 1].
+    """
+
+    def __init__(
+        self,
+        images: Sequence[Tensor],
+        corruptions: Sequence[Corruption],
+        *,
+        patch_size: int = 50,
+        seed: int = 0,
+        patch_stride: int = 0,
+        augment: bool = True,
+    ) -> None:
+        if not corruptions:
+            raise ValueError("at least one corruption is needed")
+        self.corruptions = list(corruptions)
+        self.patch_size = patch_size
+        self.seed = seed
+        self.patch_stride = patch_stride
+        self.augment = augment
+        region = self.region_size(max(self.corruptions, key=lambda c: c.margin()))
+        self.images = [im for im in images if min(im.shape[-2:]) >= region]
+        if not self.images:
+            raise ValueError(f"no training image is at least {region}x{region} pixels")
+
+    def region_size(self, corruption: Corruption) -> int:
+        """Side of the clean region cut for one patch: the patch plus margins, a multiple of every scale."""
+        side = self.patch_size + 2 * corruption.margin()
+        return math.ceil(side / 12) * 12 if corruption.task == "sr" else side
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        corruption = self.corruptions[rng.integers(len(self.corruptions))]
+        image = self.images[rng.integers(len(self.images))]
+        side = self.region_size(corruption)
+        h, w = image.shape[-2:]
+        top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        if self.patch_stride:
+            top, left = top - top % self.patch_stride, left - left % self.patch_stride
+        region = image[:, top : top + side, left : left + side].float().div(255)[None]
+        if self.augment:
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
+            region = torch.rot90(region, k, dims=(2, 3))
+            region = region.flip(3) if flip else region
+        clean, degraded = corruption.apply(region.contiguous(), rng)
+        # Cut the patch out of the degraded region at a random offset inside the margin, so every phase of
+        # the JPEG block grid / bicubic sampling grid is seen, and no region edge is in the patch.
+        m, p = corruption.margin(), self.patch_size
+        dy, dx = (int(rng.integers(m // 2, m // 2 + m)) if m else 0 for _ in range(2))
+        crop = (..., slice(dy, dy + p), slice(dx, dx + p))
+        return degraded[crop][0].float(), clean[crop][0].float()

@@ -1,0 +1,185 @@
+"""Exported weights: fp16 ``.safetensors`` files that carry their model config and model card.
+
+A weights file stores the model's tensors in float16 and, in its metadata, ``config`` (the
+``REDNetConfig`` as JSON) and ``card`` (the model card as JSON), so that loading needs no flags. The card is
+also written beside it as ``NAME.json`` for people to read. Loading never downloads anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rednet.model import REDNet, REDNetConfig
+
+__all__ = ["load_weights", "read_weights", "save_weights"]
+
+
+def save_weights(path: str | Path, model: REDNet, card: dict[str, Any]) -> Path:
+    """Write ``model`` as fp16 safetensors plus ``card`` (also as ``NAME.json`` beside it), atomically.
+
+    Returns:
+        The path of the weights file.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: weights files must end in .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
+    metadata = {"config": json.dumps(asdict(model.config)), "card": json.dumps(card), "format": "rednet-1"}
+    for target, write in [
+        (path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata)),
+        (path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n")),
+    ]:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], REDNetConfig, dict[str, Any]]:
+    """Read a weights file: (float32 state dict, model config, card).
+
+    Raises:
+        ValueError: one line, for a truncated or non-safetensors file, or one without rednet metadata.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:120]})"
+        ) from None
+    if "config" not in metadata:
+        raise ValueError(f"{path}: no rednet model config in the file's metadata")
+    try:
+        config = REDNetConfig(**json.loads(metadata["config"]))
+        card = json.loads(metadata.get("card", "{}"))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: bad rednet metadata ({e})") from None
+    return state, config, card
+
+
+def load_weights(path: str | Path) -> tuple[REDNet, dict[str, Any]]:
+    """Build the model a weights file describes and load it: (model in eval mode, float32; card)."""
+    state, config, card = read_weights(path)
+    model = REDNet(config)
+    own = model.state_dict()
+    bad = [k for k in own if k not in state or state[k].shape != own[k].shape] + [
+        k for k in state if k not in own
+    ]
+    if bad:
+        raise ValueError(f"{path}: tensors do not match the architecture in its metadata (e.g. {bad[0]})")
+    model.load_state_dict(state)
+    return model.eval(), card
+
+
+def _read_log(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def export_run(
+    run_dir: str | Path, output: str | Path, *, checkpoint: str = "best", overwrite: bool = False
+) -> Path:
+    """Export a training run's weights (fp16 safetensors) and its model card, all from the run itself.
+
+    Args:
+        run_dir: the training run folder (``config.json``, ``log.jsonl``, ``best.pt``/``last.pt``).
+        output: ``NAME.safetensors``; the card goes to ``NAME.json``.
+        checkpoint: "best" (highest validation PSNR; falls back to "last" when there is none) or "last".
+        overwrite: replace existing files.
+
+    Returns:
+        The weights path.
+    """
+    from rednet import __version__
+    from rednet.model import parameter_count
+    from rednet.train import TrainConfig, load_checkpoint
+
+    run_dir, output = Path(run_dir), Path(output)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a training run folder (no config.json)")
+    for target in (output, output.with_suffix(".json")):
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target}: already exists; pass --overwrite to replace it")
+    ckpt_path = run_dir / f"{checkpoint}.pt"
+    if checkpoint == "best" and not ckpt_path.is_file():
+        ckpt_path = run_dir / "last.pt"
+    ckpt = load_checkpoint(ckpt_path)
+    config = TrainConfig.from_dict(ckpt["config"])
+    meta = json.loads((run_dir / "config.json").read_text()).get("meta", {})
+    model = REDNet(config.model_config())
+    model.load_state_dict(ckpt["model"])
+    vals = [r for r in _read_log(run_dir) if "val_psnr" in r and r["step"] <= ckpt["step"]]
+    at_step = next((r for r in vals if r["step"] == ckpt["step"]), None)
+    levels = {"sigma": config.sigma, "scale": config.scale, "quality": config.quality}
+    card = {
+        "name": output.stem,
+        "rednet": __version__,
+        "architecture": {**asdict(model.config), "parameters": parameter_count(model.config)},
+        "task": config.task,
+        "channel": config.channel,
+        "levels": {
+            field: levels[field] if field in levels else getattr(config, field)
+            for field in {
+                "denoise": ["sigma"],
+                "sr": ["scale"],
+                "jpeg": ["quality"],
+                "deblur": ["kernel", "sigma"],
+                "inpaint": ["mask"],
+            }[config.tasks[0]]
+        },
+        "training_data": {"folders": config.data, "images": meta.get("images")},
+        "steps": ckpt["step"],
+        "patches_seen": ckpt["step"] * config.batch_size,
+        "wall_time_s": round(ckpt["elapsed"], 1),
+        "hardware": meta.get("hardware"),
+        "command": meta.get("command"),
+        "init": meta.get("init"),
+        "recipe": {
+            k: getattr(config, k)
+            for k in (
+                "lr",
+                "schedule",
+                "min_lr",
+                "warmup",
+                "clip_grad",
+                "loss",
+                "dtype",
+                "batch_size",
+                "patch_size",
+                "seed",
+            )
+        },
+        "validation": {
+            "set": config.val_set,
+            "level": config.val_level,
+            "psnr_at_export": at_step["val_psnr"] if at_step else None,
+            "best_psnr": max((r["val_psnr"] for r in vals), default=None),
+            "history": [[r["step"], round(r["val_psnr"], 3)] for r in vals],
+        },
+        "checkpoint": ckpt_path.name,
+        "torch": meta.get("torch"),
+        "license": "MIT (as the code); the training images have their own research terms",
+    }
+    return save_weights(output, model, card)
