@@ -178,16 +178,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         if (run_dir / "last.pt").exists():
             raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
-        run_dir = train(config, run_dir, init=args.init, progress=args.progress, command=_command_line())
+        run_dir = train(
+            config, run_dir, init=args.init, progress=args.progress, command=_command_line(args.argv)
+        )
     print(f"run folder: {run_dir}", file=sys.stderr)
     return 0
 
 
-def _command_line() -> str:
+def _command_line(argv: list[str]) -> str:
+    """The command that started this run, as a user would type it again."""
+    import os
     import shlex
 
-    argv = [Path(sys.argv[0]).name if sys.argv[0].endswith("rednet") else "rednet", *sys.argv[1:]]
-    return " ".join(shlex.quote(a) for a in argv)
+    prefix = "rednet"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        prefix = f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', '?')} -m rednet"
+    return " ".join([prefix, *(shlex.quote(a) for a in argv)])
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -333,6 +339,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
     except (OSError, ValueError) as e:

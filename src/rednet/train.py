@@ -52,7 +52,7 @@ class TrainConfig:
         kernel: deblur kernel, "gaussian" (25x25, sigma 1.6) or "disk" (radius 7).
         mask: inpainting corruption: "text", or pixel-loss rates as a range "0.3-0.8" or a list.
         channel: "gray", "y" (BT.601 luminance) or "rgb"; sets the model's channels.
-        data: training folders, comma-separated, relative to the data root (or absolute).
+        data: training folders, comma-separated: paths, or names relative to the data root.
         data_root: where ``data`` and the validation set live; None = ``rednet.data.data_root()``.
         depth, width, skip_every, residual, stride: the model (see ``rednet.model.REDNetConfig``).
         steps: optimizer steps in the run (the LR schedule spans them).
@@ -246,6 +246,13 @@ def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
+def _training_folder(name: str, root: str | None) -> Path:
+    """A training folder: as given when it exists (absolute or relative to the working directory), else
+    relative to the data root."""
+    path = Path(name)
+    return path if path.is_dir() else data_root(root) / name
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -390,11 +397,7 @@ def train(
     if config.compile:
         net = torch.compile(net)
 
-    root = data_root(config.data_root)
-    folders = [
-        root / d.strip() if not Path(d.strip()).is_absolute() else Path(d.strip())
-        for d in config.data.split(",")
-    ]
+    folders = [_training_folder(d.strip(), config.data_root) for d in config.data.split(",") if d.strip()]
     images = load_training_images(folders, config.channel)
     dataset = PatchDataset(
         images,

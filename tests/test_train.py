@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from rednet.cli import main
+from rednet.data import Corruption, Levels, PatchDataset, load_training_images
+from rednet.train import TrainConfig, load_checkpoint, train
+from rednet.zoo import load_weights, read_weights
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """A small folder of real training images (scikit-image's samples), as a user's folder would be."""
+    folder = tmp_path_factory.mktemp("train")
+    for name in ["astronaut", "coffee", "chelsea", "rocket"]:
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    Image.fromarray(data.camera()).save(folder / "camera.png")  # gray files mix in
+    return folder
+
+
+def tiny(folder: Path, **changes) -> TrainConfig:
+    """A RED10 of width 16 on 24x24 patches: a few steps take well under a second."""
+    base = {
+        "data": str(folder),
+        "depth": 10,
+        "width": 16,
+        "steps": 6,
+        "batch_size": 4,
+        "patch_size": 24,
+        "val_set": "",
+        "log_every": 1,
+        "ckpt_every": 100,
+        "dtype": "fp32",
+        "sigma": "0-50",
+        "lr": 1e-3,
+        "schedule": "cosine",
+        "warmup": 2,
+        "clip_grad": 1.0,
+    }
+    return TrainConfig(**{**base, **changes})
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+def test_levels_parse_ranges_and_lists():
+    rng = np.random.default_rng(0)
+    levels = Levels.parse("0-75")
+    draws = [levels.draw(rng) for _ in range(200)]
+    assert 0 <= min(draws) < 10 and 65 < max(draws) <= 75
+    assert {Levels.parse("2,3,4").draw(rng, integer=True) for _ in range(100)} == {2.0, 3.0, 4.0}
+    assert Levels.parse("25").draw(rng) == 25.0
+    assert {Levels.parse("5-7").draw(rng, integer=True) for _ in range(100)} == {5.0, 6.0, 7.0}
+    with pytest.raises(ValueError, match="levels must look like"):
+        Levels.parse("high")
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        Corruption("denoise", Levels.parse("0-75")),
+        Corruption("sr", Levels.parse("2,3,4")),
+        Corruption("jpeg", Levels.parse("5-95")),
+        Corruption("deblur", Levels.parse("0-2.55"), "disk"),
+        Corruption("inpaint", Levels(values=(0.0,)), "text"),
+        Corruption("inpaint", Levels.parse("0.3-0.8"), "rate"),
+    ],
+    ids=lambda c: f"{c.task}-{c.kernel_or_mask}",
+)
+def test_patches_are_a_pure_function_of_seed_and_index(images, corruption):
+    ds = PatchDataset(load_training_images([images], "rgb"), [corruption], patch_size=32, seed=3)
+    degraded, clean = ds[17]
+    assert degraded.shape == clean.shape == (3, 32, 32)
+    assert clean.min() >= 0 and clean.max() <= 1
+    again = PatchDataset(load_training_images([images], "rgb"), [corruption], patch_size=32, seed=3)[17]
+    assert torch.equal(degraded, again[0]) and torch.equal(clean, again[1])
+    assert not torch.equal(clean, ds[18][1])
+    assert not torch.equal(degraded, clean)
+
+
+def test_sr_patches_match_the_bicubic_protocol_inside_the_region(images):
+    from rednet import degrade
+
+    ds = PatchDataset(
+        load_training_images([images], "y"), [Corruption("sr", Levels.parse("3"))], patch_size=30
+    )
+    degraded, clean = ds[0]
+    # The degraded patch is a bicubic up-sampling: down-sampling it again changes little versus the clean one.
+    assert float((degraded - clean).abs().mean()) > 0.002
+    assert degrade.imresize(clean[None], 1 / 3).shape[-1] == 10
+
+
+def test_dataloader_workers_do_not_change_the_batches(images):
+    ds = PatchDataset(load_training_images([images], "gray"), [Corruption("jpeg", Levels.parse("10-40"))])
+    batches = [[0, 1, 2], [3, 4, 5]]
+    serial = [b for b, _ in torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=0)]
+    parallel = [b for b, _ in torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=2)]
+    assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
+
+
+def test_resume_after_interruption_is_bitwise_identical(images, tmp_path):
+    config = tiny(images)
+    train(config, tmp_path / "straight", progress=False)
+    train(config, tmp_path / "interrupted", stop_at=3, progress=False)
+    assert load_checkpoint(tmp_path / "interrupted" / "last.pt")["step"] == 3
+    train(TrainConfig(), tmp_path / "interrupted", resume=True, progress=False)
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "interrupted")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [
+        r["step"] for r in map(json.loads, (tmp_path / "interrupted" / "log.jsonl").read_text().splitlines())
+    ]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_bf16_training_runs_and_resumes_identically(images, tmp_path):
+    config = tiny(images, dtype="bf16", steps=4)
+    train(config, tmp_path / "a", progress=False)
+    train(config, tmp_path / "b", stop_at=2, progress=False)
+    train(TrainConfig(), tmp_path / "b", resume=True, progress=False)
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(images, tmp_path):
+    config = tiny(images, steps=3)
+    train(config, tmp_path / "single", progress=False)
+    args = [
+        "--data",
+        str(images),
+        "--depth",
+        "10",
+        "--width",
+        "16",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--patch-size",
+        "24",
+        "--val-set",
+        "",
+        "--dtype",
+        "fp32",
+        "--sigma",
+        "0-50",
+        "--lr",
+        "1e-3",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "2",
+        "--clip-grad",
+        "1.0",
+        "--log-every",
+        "1",
+        "--run-dir",
+        str(tmp_path / "ddp"),
+        "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "rednet",
+        "train",
+        *args,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = weights(tmp_path / "single"), weights(tmp_path / "ddp")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    # rank 0 alone logs: one line per step
+    assert len((tmp_path / "ddp" / "log.jsonl").read_text().splitlines()) == 3
+
+
+def test_toml_config_is_read_flags_override_and_unknown_keys_fail(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('task = "jpeg"\nquality = "10-40"\nwidth = 32\nchannels_last = false\n')
+    config = TrainConfig.from_toml(toml)
+    assert (config.task, config.quality, config.width, config.channels_last) == ("jpeg", "10-40", 32, False)
+    (tmp_path / "bad.toml").write_text("widht = 32\n")
+    with pytest.raises(ValueError, match="unknown training option.*widht"):
+        TrainConfig.from_toml(tmp_path / "bad.toml")
+    with pytest.raises(ValueError, match="loss='l3' is not allowed"):
+        TrainConfig(loss="l3")
+
+
+def test_cli_train_export_plot_and_card(images, tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text('depth = 10\nwidth = 16\nsteps = 4\nbatch_size = 4\npatch_size = 24\nval_set = ""\n')
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(toml),
+                "--data",
+                str(images),
+                "--steps",
+                "3",
+                "--run-dir",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["config"]["steps"] == 3 and stored["config"]["width"] == 16  # flag beat the file
+    assert "rednet train --config" in stored["meta"]["command"]
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(run), "-o", str(out)]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 3 and card["patches_seen"] == 12 and card["architecture"]["parameters"] > 0
+    assert card["hardware"] and card["command"] and card["levels"] == {"sigma": "0-75"}
+    state, config, _ = read_weights(out)
+    assert config.width == 16 and all(v.dtype == torch.float32 for v in state.values())
+    model, _ = load_weights(out)
+    x = torch.rand(1, 1, 20, 20)
+    reference = load_checkpoint(run / "last.pt")["model"]
+    direct = type(model)(model.config)
+    direct.load_state_dict(reference)
+    torch.testing.assert_close(model(x), direct(x), atol=2e-3, rtol=0)  # fp16 storage
+    assert main(["export", str(run), "-o", str(out)]) == 1  # refuses to overwrite
+    assert main(["plot", str(run)]) == 0
+    assert Image.open(run / "curves.png").size[0] > 100
+    assert main(["train", "--data", str(images), "--run-dir", str(run), "--steps", "3"]) == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_init_with_a_different_architecture_is_a_one_line_error(images, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny(images, steps=1), run, progress=False)
+    assert main(["export", str(run), "-o", str(tmp_path / "w16.safetensors")]) == 0
+    capsys.readouterr()
+    code = main(
+        [
+            "train",
+            "--data",
+            str(images),
+            "--depth",
+            "10",
+            "--width",
+            "32",
+            "--steps",
+            "1",
+            "--init",
+            str(tmp_path / "w16.safetensors"),
+            "--run-dir",
+            str(tmp_path / "r2"),
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "do not match the model" in err
+
+
+def test_init_warm_starts_from_exported_weights(images, tmp_path):
+    run = tmp_path / "run"
+    train(tiny(images, steps=2), run, progress=False)
+    main(["export", str(run), "-o", str(tmp_path / "w.safetensors")])
+    start, _ = load_weights(tmp_path / "w.safetensors")
+    train(
+        tiny(images, steps=1, lr=1e-12, warmup=0, schedule="constant"),
+        tmp_path / "warm",
+        init=tmp_path / "w.safetensors",
+        progress=False,
+    )
+    after = weights(tmp_path / "warm")
+    assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in start.state_dict().items())
+
+
+def test_a_small_red_learns_to_denoise_on_the_training_set(data_root, tmp_path):
+    """Acceptance: RED10 width 32, 300 steps at sigma 25 lifts Set12 PSNR >= 5 dB above the noisy input."""
+    config = TrainConfig(
+        task="denoise",
+        sigma="25",
+        data="train/BSDS500",
+        data_root=str(data_root),
+        depth=10,
+        width=32,
+        steps=300,
+        batch_size=16,
+        lr=1e-3,
+        schedule="cosine",
+        clip_grad=0.1,
+        val_set="Set12",
+        val_level="25",
+        val_every=300,
+        log_every=50,
+        seed=0,
+    )
+    run = train(config, tmp_path / "learn", progress=False)
+    val = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "val_psnr" in r]
+    from rednet.evaluate import EvalConfig, evaluate
+
+    noisy = evaluate(EvalConfig(task="denoise", sigma=25, dataset="Set12", data_root=str(data_root)))
+    assert val[-1]["val_psnr"] >= noisy["mean"]["psnr"] + 5.0
