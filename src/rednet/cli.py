@@ -119,6 +119,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="PNG to write (default RUN_DIR/curves.png)")
     p.set_defaults(run=cmd_plot)
 
+    p = sub.add_parser(
+        "bench", help="benchmarks that print JSON (bench train: throughput vs the matmul peak)"
+    )
+    bench = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    b = bench.add_parser(
+        "train", help="training patches/s, TFLOP/s and fraction of the machine's matmul peak"
+    )
+    b.add_argument(
+        "--model", default="red30", choices=["red10", "red20", "red30"], help="depth (default red30)"
+    )
+    b.add_argument("--width", type=int, default=64, help="hidden channels (default 64)")
+    b.add_argument("--channels", type=int, default=1, choices=[1, 3], help="image channels (default 1)")
+    b.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="autocast bf16 or fp32")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
+    b.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
+    b.add_argument("--patch-size", type=int, default=50, help="patch side (default 50)")
+    b.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="channels-last memory format (default on)",
+    )
+    b.add_argument("--seconds", type=float, default=10.0, help="time to spend measuring (default 10)")
+    b.add_argument(
+        "--data-task",
+        default="denoise",
+        choices=["denoise", "sr", "jpeg", "deblur", "inpaint"],
+        help="task whose data pipeline is timed",
+    )
+    b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
+    b.set_defaults(run=cmd_bench_train)
+
     p = sub.add_parser("demo", help="degrade a built-in sample image, restore it, write a before/after PNG")
     p.add_argument(
         "-o",
@@ -194,6 +226,25 @@ def _command_line(argv: list[str]) -> str:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         prefix = f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', '?')} -m rednet"
     return " ".join([prefix, *(shlex.quote(a) for a in argv)])
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from rednet.bench import bench_train
+
+    result = bench_train(
+        model=args.model,
+        width=args.width,
+        channels=args.channels,
+        dtype=args.dtype,
+        device=args.device,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        channels_last=args.channels_last,
+        seconds=args.seconds,
+        data_task=args.data_task,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
