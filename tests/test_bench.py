@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from rednet.bench import bench_data, macs_per_pixel
@@ -38,7 +39,7 @@ def test_bench_train_prints_throughput_and_peak_fraction_json(capsys):
     assert code == 0
     for key in ("patches_per_s", "tflops", "peak_tflops", "peak_fraction", "data_patches_per_s"):
         assert result[key] > 0, key
-    assert result["peak_fraction"] == result["tflops"] / result["peak_tflops"]
+    assert result["peak_fraction"] == pytest.approx(result["tflops"] / result["peak_tflops"])
     assert result["threads"] == torch.get_num_threads()
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-__all__ = ["psnr", "rgb_to_y", "ssim"]
+__all__ = ["psnr", "rgb_to_y", "rgb_to_ycbcr", "ssim", "ycbcr_to_rgb"]
 
 
 def _check(x: Tensor, name: str = "x") -> None:
@@ -61,6 +61,43 @@ def rgb_to_y(x: Tensor, *, round_8bit: bool = True) -> Tensor:
     if round_8bit:
         y = torch.round(y)
     return (y / 255).to(torch.float32)
+
+
+# MATLAB rgb2ycbcr (ITU-R BT.601) on [0, 1] data: ycbcr = OFFSET + MATRIX @ rgb.
+_YCBCR_MATRIX = (
+    torch.tensor(
+        [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=torch.float64
+    )
+    / 255
+)
+_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255
+
+
+def rgb_to_ycbcr(x: Tensor) -> Tensor:
+    """YCbCr of BT.601 as MATLAB ``rgb2ycbcr`` on double data, not rounded.
+
+    Args:
+        x: (N, 3, H, W) RGB in [0, 1].
+
+    Returns:
+        (N, 3, H, W) float32: Y in [16/255, 235/255], Cb and Cr in [16/255, 240/255].
+    """
+    _check(x)
+    if x.shape[1] != 3:
+        raise ValueError(f"x must have 3 channels, got {x.shape[1]}")
+    m = _YCBCR_MATRIX.to(x.device)
+    y = torch.einsum("ij,njhw->nihw", m, x.double()) + _YCBCR_OFFSET.to(x.device).view(1, 3, 1, 1)
+    return y.float()
+
+
+def ycbcr_to_rgb(x: Tensor) -> Tensor:
+    """Inverse of :func:`rgb_to_ycbcr` (MATLAB ``ycbcr2rgb``), not clipped: (N, 3, H, W) -> (N, 3, H, W)."""
+    _check(x)
+    if x.shape[1] != 3:
+        raise ValueError(f"x must have 3 channels, got {x.shape[1]}")
+    inverse = torch.linalg.inv(_YCBCR_MATRIX).to(x.device)
+    centred = x.double() - _YCBCR_OFFSET.to(x.device).view(1, 3, 1, 1)
+    return torch.einsum("ij,njhw->nihw", inverse, centred).float()
 
 
 def psnr(x: Tensor, y: Tensor, *, data_range: float = 1.0, shave: int = 0) -> Tensor:
