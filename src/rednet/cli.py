@@ -54,6 +54,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(run=cmd_degrade)
 
+    p = sub.add_parser("restore", help="restore image files with a RED-Net (files, folders or globs)")
+    _add_level_flags(p)
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders of images, or glob patterns")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output file (one input) or folder (outputs keep the input's name and format)",
+    )
+    p.add_argument("--model", help="shipped model name (rednet models); default: the task's model")
+    p.add_argument("--weights", type=Path, help="weights file (.safetensors) from rednet export")
+    p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
+    p.add_argument("--fast", action="store_true", help="use the task's strided (fast) model")
+    p.add_argument("--tile", type=int, help="tile side in pixels (default: 512 for images over 512x512)")
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present"
+    )
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast (default: on for GPUs and CPUs with native bf16)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never the inputs)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with every file's result")
+    p.set_defaults(run=cmd_restore)
+
     p = sub.add_parser("eval", help="score a method on a test set with the protocol of docs/protocol (JSON)")
     _add_level_flags(p)
     p.add_argument(
@@ -308,6 +336,125 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         io.write_image(args.save_mask, mask, overwrite=args.overwrite, protect=[args.input, out])
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> image paths, first occurrence kept."""
+    import glob
+
+    from rednet.data import list_images
+
+    paths: list[Path] = []
+    for item in inputs:
+        if any(ch in item for ch in "*?[") and not Path(item).exists():
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"{item}: no file matches this pattern")
+            paths.extend(Path(m) for m in matches if not Path(m).is_dir())
+        elif Path(item).is_dir():
+            paths.extend(list_images(item))
+        else:
+            paths.append(Path(item))  # a bad path is reported when it is read
+    return list(dict.fromkeys(paths))
+
+
+def _bf16_default(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return True
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _restore_model(args: argparse.Namespace, channels: int, device: torch.device):
+    from rednet import zoo
+
+    if args.weights is not None:
+        if args.model or args.fast:
+            raise ValueError("--weights picks the model itself; leave out --model and --fast")
+        return zoo.load(args.weights, device=device)
+    name = args.model or zoo.default_model(args.task, channels, fast=args.fast)
+    model = zoo.load(name, device=device)
+    if model.card.get("task", args.task).split(",")[0] != args.task:
+        raise ValueError(f"model {name} restores {model.card.get('task')}, not {args.task}")
+    return model
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    import os
+
+    import torch.distributed as dist
+
+    from rednet import degrade, io
+    from rednet.infer import restore
+
+    if args.task == "sr" and args.scale is None:
+        raise ValueError("task 'sr' needs --scale (the factor to enlarge by)")
+    files = _expand_inputs(args.inputs)
+    single = len(files) == 1 and io.is_image_file(args.output) and not args.output.is_dir()
+    if len(files) > 1 and io.is_image_file(args.output):
+        raise ValueError(f"{args.output}: several inputs need an output folder, not a file name")
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    want_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if want_cuda else torch.device("cpu")
+    )
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+    mine = files[rank::world]
+    bf16 = _bf16_default(device) if args.bf16 is None else args.bf16
+    models: dict[int, torch.nn.Module] = {}
+    results = []
+    for path in mine:
+        record = {"input": str(path), "rank": rank}
+        start = time.perf_counter()
+        try:
+            x, info = io.read_image(path)
+            channels = x.shape[1]
+            if channels not in models:
+                models[channels] = _restore_model(args, channels, device)
+            alpha = info.alpha
+            if args.task == "sr":
+                x = degrade.imresize(x, float(args.scale))
+                alpha = None if alpha is None else degrade.imresize(alpha, float(args.scale)).clamp(0, 1)
+            y = restore(models[channels], x, tile=args.tile or "auto", ensemble=args.ensemble, bf16=bf16)
+            out = args.output if single else args.output / path.name
+            written = io.write_image(
+                out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
+            )
+            record.update(output=str(written), megapixels=y.shape[-1] * y.shape[-2] / 1e6)
+        except (OSError, ValueError) as e:
+            if not isinstance(e, (FileNotFoundError, FileExistsError)) and not str(e).startswith(str(path)):
+                e = ValueError(f"{path}: {e}")
+            record["error"] = str(e).splitlines()[0]
+            print(f"rednet: error: {record['error']}", file=sys.stderr)
+        record["seconds"] = time.perf_counter() - start
+        results.append(record)
+        if "output" in record and not args.json:
+            print(f"{path} -> {record['output']} ({record['seconds']:.1f} s)", file=sys.stderr)
+    if world > 1:
+        gathered: list[list[dict]] = [[] for _ in range(world)]
+        dist.all_gather_object(gathered, results)
+        results = [r for part in gathered for r in part]
+        dist.destroy_process_group()  # a live gloo group aborts the process at exit
+    failed = [r for r in results if "error" in r]
+    if rank == 0:
+        summary = {
+            "files": len(results),
+            "restored": len(results) - len(failed),
+            "failed": len(failed),
+            "processes": world,
+            "bf16": bf16,
+            "device": str(device),
+            "results": results,
+        }
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            print(
+                f"restored {summary['restored']} of {summary['files']} file(s)"
+                + (f"; {len(failed)} failed" if failed else ""),
+                file=sys.stderr,
+            )
+    return 1 if failed else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

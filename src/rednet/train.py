@@ -513,6 +513,9 @@ def train(
     finally:
         if bar is not None:
             bar.close()
+    if ddp.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()  # a live gloo group aborts the process at exit
     return run_dir
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,65 @@ from torch import Tensor
 
 from rednet.model import REDNet, REDNetConfig
 
-__all__ = ["load_weights", "read_weights", "save_weights"]
+__all__ = ["WEIGHTS", "ModelEntry", "default_model", "load", "load_weights", "read_weights", "save_weights"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A shipped model: its file in ``src/rednet/weights/`` and what it restores.
+
+    Attributes:
+        file: weights file name (fp16 safetensors; its card is the ``.json`` beside it).
+        task: the task it restores.
+        channels: 1 (gray / Y) or 3 (RGB).
+        fast: the strided variant (``--fast``).
+    """
+
+    file: str
+    task: str
+    channels: int
+    fast: bool = False
+
+
+WEIGHTS: dict[str, ModelEntry] = {}
+"""The shipped models by name; filled as models are trained (see the model cards in ``weights/``)."""
+
+
+def default_model(task: str, channels: int, *, fast: bool = False) -> str:
+    """Name of the shipped model for a task: the one matching the image's channels if there is one."""
+    candidates = [n for n, e in WEIGHTS.items() if e.task == task and e.fast == fast]
+    if not candidates:
+        kind = "fast (strided) " if fast else ""
+        raise ValueError(
+            f"no shipped {kind}model for task {task!r} yet; train one (rednet train, rednet export) "
+            "and pass --weights FILE.safetensors"
+        )
+    matching = [n for n in candidates if WEIGHTS[n].channels == channels]
+    return (matching or candidates)[0]
+
+
+def load(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> REDNet:
+    """A ready model, by shipped name (``WEIGHTS``) or weights path, with its card as ``model.card``.
+
+    Args:
+        name_or_path: a key of :data:`WEIGHTS` or a ``.safetensors`` file.
+        device: where to put the model.
+
+    Returns:
+        The model in eval mode, float32, on ``device``; ``model.card`` is its model card (a dict).
+    """
+    if str(name_or_path) in WEIGHTS:
+        path = WEIGHTS_DIR / WEIGHTS[str(name_or_path)].file
+    else:
+        path = Path(name_or_path)
+        if not path.exists() and path.suffix != ".safetensors":
+            names = ", ".join(WEIGHTS) or "none yet"
+            raise ValueError(f"{name_or_path}: not a shipped model (shipped: {names}) nor a weights file")
+    model, card = load_weights(path)
+    model.card = card
+    return model.to(device)
 
 
 def save_weights(path: str | Path, model: REDNet, card: dict[str, Any]) -> Path:

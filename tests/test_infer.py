@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from rednet.cli import main
+from rednet.infer import DIHEDRAL, restore, self_ensemble, tiled
+from rednet.model import RED10, RED30, REDNet
+from rednet.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def random_model(config=RED10, **changes) -> REDNet:
+    torch.manual_seed(0)
+    return REDNet(dataclasses.replace(config, width=8, **changes)).eval()
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (101, 29)])
+def test_tiled_output_equals_whole_image_output(stride, channels, size):
+    model = random_model(RED30 if stride == 1 else RED10, stride=stride, channels=channels)
+    x = torch.rand(1, channels, *size, generator=torch.Generator().manual_seed(1))
+    whole = restore(model, x, tile=None)
+    for tile in (16, 25):
+        assert (restore(model, x, tile=tile) - whole).abs().max() < 1e-4
+
+
+def test_tiled_of_a_whole_image_function_needs_the_margin():
+    # A 5x5 box filter needs 2 px of context: with margin 2 tiling is exact, with margin 0 it is not.
+    def box(t):
+        return torch.nn.functional.avg_pool2d(t, 5, stride=1, padding=2, count_include_pad=True)
+
+    x = torch.rand(1, 1, 30, 41)
+    assert torch.allclose(tiled(box, x, tile=8, margin=2), box(x), atol=1e-6)
+    assert not torch.allclose(tiled(box, x, tile=8, margin=0), box(x), atol=1e-3)
+
+
+def test_self_ensemble_uses_8_distinct_invertible_transforms():
+    x = torch.rand(1, 1, 6, 9)
+    assert len(set(DIHEDRAL)) == 8
+    assert torch.allclose(self_ensemble(lambda t: t, x), x)
+
+    # A function that is not rotation-invariant gets averaged over all 8 orientations.
+    def shift(t):
+        return torch.roll(t, 1, dims=-1)
+
+    averaged = self_ensemble(shift, x)
+    assert not torch.allclose(averaged, shift(x))
+
+
+def test_ensemble_changes_a_random_model_output_and_keeps_the_shape():
+    model = random_model()
+    x = torch.rand(1, 1, 23, 31)
+    plain, ens = restore(model, x), restore(model, x, ensemble=True)
+    assert ens.shape == x.shape and not torch.allclose(plain, ens)
+    assert (restore(model, x, ensemble=True, tile=8) - ens).abs().max() < 1e-4
+
+
+def zero_body(model: REDNet) -> REDNet:
+    """With the last layer zeroed the network is the identity (residual learning)."""
+    for p in model.deconvs[-1].parameters():
+        torch.nn.init.zeros_(p)
+    return model
+
+
+def test_colour_image_with_a_gray_model_is_restored_on_y_and_keeps_cbcr():
+    model = zero_body(random_model())
+    x = torch.rand(1, 3, 20, 20)
+    assert (restore(model, x) - x).abs().max() < 1e-5  # identity on Y, CbCr untouched
+    model.deconvs[-1].bias.data.fill_(0.05)  # brighten Y only
+    y = restore(model, x * 0.5)
+    from rednet.metrics import rgb_to_ycbcr
+
+    delta = rgb_to_ycbcr(y) - rgb_to_ycbcr(x * 0.5)
+    assert torch.allclose(delta[:, 0], torch.full_like(delta[:, 0], 0.05), atol=1e-5)
+    assert delta[:, 1:].abs().max() < 1e-5
+
+
+def test_gray_image_with_a_colour_model_gives_one_channel():
+    model = zero_body(random_model(channels=3))
+    x = torch.rand(1, 1, 9, 9)
+    assert (restore(model, x) - x).abs().max() < 1e-6
+
+
+def test_restore_clamps_and_does_not_modify_its_input():
+    model = random_model()
+    x = torch.rand(1, 1, 16, 16) * 1.5 - 0.25
+    before = x.clone()
+    y = restore(model, x)
+    assert torch.equal(x, before)
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_bf16_restore_is_close_to_fp32():
+    model = random_model(RED30)
+    x = torch.rand(1, 1, 32, 32)
+    assert (restore(model, x, bf16=True) - restore(model, x)).abs().max() < 0.05
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """Briefly trained weights (RED10 width 8), exported as a user would."""
+    folder = tmp_path_factory.mktemp("w")
+    (folder / "img").mkdir()
+    Image.fromarray(data.camera()).save(folder / "img" / "camera.png")
+    config = TrainConfig(
+        data=str(folder / "img"),
+        depth=10,
+        width=8,
+        steps=2,
+        batch_size=2,
+        patch_size=16,
+        val_set="",
+        dtype="fp32",
+    )
+    train(config, folder / "run", progress=False)
+    assert main(["export", str(folder / "run"), "-o", str(folder / "w.safetensors")]) == 0
+    return folder / "w.safetensors"
+
+
+def test_restore_cli_keeps_16_bit_depth_and_alpha(weights, tmp_path):
+    import cv2
+
+    rgba = (np.random.default_rng(0).random((30, 40, 4)) * 65535).astype(np.uint16)
+    src = tmp_path / "deep.png"
+    cv2.imwrite(str(src), rgba)
+    before = src.read_bytes()
+    out = tmp_path / "out.png"
+    assert main(["restore", "--task", "denoise", str(src), "-o", str(out), "--weights", str(weights)]) == 0
+    result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert result.dtype == np.uint16 and result.shape == (30, 40, 4)
+    np.testing.assert_array_equal(result[..., 3], rgba[..., 3])
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize(("size", "expected"), [((1, 1), (3, 3)), ((53, 37), (159, 111))])
+def test_restore_sr_writes_the_enlarged_image(weights, tmp_path, size, expected):
+    src = tmp_path / "small.png"
+    Image.new("RGB", size, (120, 30, 200)).save(src)
+    out = tmp_path / "big.png"
+    assert (
+        main(["restore", "--task", "sr", "--scale", "3", str(src), "-o", str(out), "--weights", str(weights)])
+        == 0
+    )
+    assert Image.open(out).size == expected
+
+
+def test_restore_sr_of_a_16_bit_image_stays_16_bit(weights, tmp_path):
+    import cv2
+
+    src = tmp_path / "deep.png"
+    cv2.imwrite(str(src), (np.random.default_rng(1).random((10, 12)) * 65535).astype(np.uint16))
+    out = tmp_path / "big.png"
+    assert (
+        main(["restore", "--task", "sr", "--scale", "3", str(src), "-o", str(out), "--weights", str(weights)])
+        == 0
+    )
+    result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert result.dtype == np.uint16 and result.shape == (30, 36)
+
+
+def test_restore_continues_past_a_bad_file_and_exits_1(weights, tmp_path, capsys):
+    Image.fromarray(data.camera()[:40, :40]).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    Image.fromarray(data.moon()[:40, :40]).save(tmp_path / "c.png")
+    code = main(
+        [
+            "restore",
+            "--task",
+            "denoise",
+            str(tmp_path / "*.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(weights),
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert code == 1 and summary["restored"] == 2 and summary["failed"] == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+    assert "b.png" in captured.err
+
+
+def test_restore_refuses_to_overwrite_its_input(weights, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(data.camera()[:20, :20]).save(src)
+    before = src.read_bytes()
+    assert main(["restore", "--task", "denoise", str(src), "-o", str(src), "--weights", str(weights)]) == 1
+    assert "is an input file" in capsys.readouterr().err and src.read_bytes() == before
+
+
+def test_restore_without_a_shipped_model_says_what_to_do(tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(data.camera()[:20, :20]).save(src)
+    assert (
+        main(["restore", "--task", "inpaint", "--mask", "text", str(src), "-o", str(tmp_path / "o.png")]) == 1
+    )
+    assert "--weights" in capsys.readouterr().err
+
+
+def test_torchrun_shards_files_across_ranks_without_duplicates(weights, tmp_path):
+    for i in range(5):
+        Image.fromarray(data.camera()[i * 10 : i * 10 + 24, :24]).save(tmp_path / f"{i}.png")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "rednet",
+        "restore",
+        "--task",
+        "denoise",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "out"),
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+        "--json",
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["processes"] == 2 and summary["restored"] == 5
+    inputs = [r["input"] for r in summary["results"]]
+    assert len(inputs) == len(set(inputs)) == 5
+    assert {r["rank"] for r in summary["results"]} == {0, 1}
+
+
+def test_python_api_and_torch_hub(weights):
+    import rednet
+
+    model = rednet.load(weights)
+    assert model.card["steps"] == 2 and model.config.width == 8
+    hub = torch.hub.load(str(ROOT), "red30", source="local", width=16)
+    assert isinstance(hub, REDNet) and hub.config.depth == 30 and hub.config.width == 16
+    loaded = torch.hub.load(str(ROOT), "red10", source="local", weights=str(weights))
+    assert loaded.card["steps"] == 2
