@@ -256,3 +256,16 @@ def test_python_api_and_torch_hub(weights):
     assert isinstance(hub, REDNet) and hub.config.depth == 30 and hub.config.width == 16
     loaded = torch.hub.load(str(ROOT), "red10", source="local", weights=str(weights))
     assert loaded.card["steps"] == 2
+
+
+def test_export_onnx_cli_gives_a_graph_with_the_same_output(weights, tmp_path):
+    from rednet.onnx import OnnxModel
+    from rednet.zoo import load_weights
+
+    out = tmp_path / "w.onnx"
+    assert main(["export", "onnx", "--weights", str(weights), "-o", str(out)]) == 0
+    assert main(["export", "onnx", "--weights", str(weights), "-o", str(out)]) == 1  # no silent overwrite
+    model, _ = load_weights(weights)
+    x = torch.rand(1, 1, 19, 23)
+    with torch.no_grad():
+        assert (OnnxModel(out)(x) - model(x)).abs().max() < 1e-4

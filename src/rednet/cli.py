@@ -130,9 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("export", help="write a run's weights as fp16 safetensors plus a JSON model card")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="training run folder")
-    p.add_argument("-o", "--output", type=Path, required=True, help="NAME.safetensors (card: NAME.json)")
+    p = sub.add_parser(
+        "export",
+        help="RUN_DIR -o NAME.safetensors: fp16 weights + model card; onnx --weights FILE -o NAME.onnx",
+        description="rednet export RUN_DIR -o NAME.safetensors writes a run's weights (fp16) and its "
+        "model card (NAME.json); rednet export onnx --weights FILE -o NAME.onnx writes an ONNX graph.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR|onnx", help="training run folder, or the word onnx")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, help="NAME.safetensors (card: NAME.json) or .onnx"
+    )
+    p.add_argument("--weights", type=Path, help="onnx: the weights file (.safetensors) to convert")
+    p.add_argument("--opset", type=int, default=18, help="onnx: opset version (default 18)")
     p.add_argument(
         "--checkpoint",
         choices=["best", "last"],
@@ -178,6 +187,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
     b.set_defaults(run=cmd_bench_train)
+
+    from rednet.bench import INFER_VARIANTS
+
+    b = bench.add_parser("infer", help="inference MP/s, GFLOP/s and peak fraction per variant, BM3D beside")
+    b.add_argument(
+        "--model", default="red30", choices=["red10", "red20", "red30"], help="depth (default red30)"
+    )
+    b.add_argument("--width", type=int, default=64, help="hidden channels (default 64)")
+    b.add_argument("--channels", type=int, default=1, choices=[1, 3], help="image channels (default 1)")
+    b.add_argument("--size", type=int, default=1024, help="side of the test image (default 1024)")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
+    b.add_argument("--seconds", type=float, default=5.0, help="time per variant (default 5)")
+    b.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(INFER_VARIANTS),
+        metavar="NAME",
+        help=f"variants to run (default all: {', '.join(INFER_VARIANTS)})",
+    )
+    b.add_argument("--bm3d", action=argparse.BooleanOptionalAction, default=True, help="time BM3D too")
+    b.add_argument("--weights", type=Path, help="trained weights (.safetensors); default random init")
+    b.add_argument("--sigma", type=float, default=25.0, help="noise of the test image (default 25)")
+    b.add_argument("--compile-timeout", type=float, default=120.0, help="give up torch.compile after N s")
+    b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
+    b.set_defaults(run=cmd_bench_infer)
+
+    b = bench.add_parser("memory", help="peak RSS of restoring a large image (in a child process)")
+    b.add_argument("--megapixels", type=float, default=40.0, help="image size (default 40)")
+    b.add_argument("--tile", type=int, default=256, help="tile side (default 256)")
+    b.add_argument(
+        "--model", default="red30", choices=["red10", "red20", "red30"], help="depth (default red30)"
+    )
+    b.add_argument("--width", type=int, default=64, help="hidden channels (default 64)")
+    b.add_argument("--channels", type=int, default=3, choices=[1, 3], help="model channels (default 3)")
+    b.add_argument("--image-channels", type=int, default=3, choices=[1, 3], help="image channels (default 3)")
+    b.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    b.add_argument("--threads", type=int, help="torch threads in the child")
+    b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
+    b.set_defaults(run=cmd_bench_memory)
 
     p = sub.add_parser("demo", help="degrade a built-in sample image, restore it, write a before/after PNG")
     p.add_argument(
@@ -275,7 +323,56 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_infer(args: argparse.Namespace) -> int:
+    from rednet.bench import bench_infer
+
+    result = bench_infer(
+        model=args.model,
+        width=args.width,
+        channels=args.channels,
+        size=args.size,
+        device=args.device,
+        seconds=args.seconds,
+        variants=args.variants,
+        bm3d=args.bm3d,
+        weights=args.weights,
+        sigma=args.sigma,
+        compile_timeout=args.compile_timeout,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from rednet.bench import bench_memory
+
+    result = bench_memory(
+        megapixels=args.megapixels,
+        tile=args.tile,
+        model=args.model,
+        width=args.width,
+        channels=args.channels,
+        image_channels=args.image_channels,
+        bf16=args.bf16,
+        threads=args.threads,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    if str(args.run_dir) == "onnx" and not args.run_dir.is_dir():
+        from rednet.onnx import export_onnx
+        from rednet.zoo import load_weights
+
+        if args.weights is None:
+            raise ValueError("rednet export onnx needs --weights FILE.safetensors")
+        if args.output.exists() and not args.overwrite:
+            raise FileExistsError(f"{args.output}: already exists; pass --overwrite to replace it")
+        model, card = load_weights(args.weights)
+        out = export_onnx(model, args.output, opset=args.opset, card=card)
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
     from rednet.zoo import export_run
 
     out = export_run(args.run_dir, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite)

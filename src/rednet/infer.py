@@ -122,6 +122,7 @@ def _model_fn(model: REDNet, *, bf16: bool, channels_last: bool) -> Fn:
     return run
 
 
+@torch.inference_mode()
 def restore(
     model: REDNet,
     x: Tensor,
@@ -144,7 +145,7 @@ def restore(
         progress: progress bar over tiles.
 
     Returns:
-        (N, C, H, W) float32, clamped to [0, 1], on ``x``'s device.
+        (N, C, H, W) float32, clamped to [0, 1], on ``x``'s device (an inference-mode tensor: no autograd).
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"x must be (N, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
@@ -152,17 +153,12 @@ def restore(
     want = model.config.channels
     source = x.to(device, torch.float32)
     if x.shape[1] == 3 and want == 1:
+        # Memory matters here (whole images): no copy beyond YCbCr, the restored Y and the RGB result.
         ycbcr = rgb_to_ycbcr(source)
-        y = restore(
-            model,
-            ycbcr[:, :1],
-            tile=tile,
-            ensemble=ensemble,
-            bf16=bf16,
-            channels_last=channels_last,
-            progress=progress,
-        )
-        return ycbcr_to_rgb(torch.cat([y, ycbcr[:, 1:]], dim=1)).clamp(0, 1).to(x.device)
+        del source
+        options = {"tile": tile, "ensemble": ensemble, "bf16": bf16, "channels_last": channels_last}
+        ycbcr[:, :1] = restore(model, ycbcr[:, :1], progress=progress, **options)
+        return ycbcr_to_rgb(ycbcr).clamp_(0, 1).to(x.device)
     if x.shape[1] == 1 and want == 3:
         rgb = restore(
             model,
@@ -186,18 +182,11 @@ def restore(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            if tile is None:
-                out = fn(source)
-            else:
-                out = tiled(
-                    fn,
-                    source,
-                    tile=int(tile),
-                    margin=margin_for(model),
-                    align=model.config.stride,
-                    progress=progress,
-                )
+        if tile is None:
+            out = fn(source)
+        else:
+            margin, align = margin_for(model), model.config.stride
+            out = tiled(fn, source, tile=int(tile), margin=margin, align=align, progress=progress)
     finally:
         model.train(was_training)
-    return out.float().clamp(0, 1).to(x.device)
+    return out.float().clamp_(0, 1).to(x.device)

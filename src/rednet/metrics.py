@@ -73,8 +73,15 @@ _YCBCR_MATRIX = (
 _YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255
 
 
+def _mix(x: Tensor, matrix: Tensor, bias: Tensor) -> Tensor:
+    """``matrix @ pixel + bias`` for every pixel of (N, 3, H, W), as a 1x1 convolution in float32, so that the
+    only new memory is the output (these run on whole 40-megapixel images)."""
+    weight = matrix.to(x.device, torch.float32).view(3, 3, 1, 1)
+    return F.conv2d(x.float(), weight, bias.to(x.device, torch.float32))
+
+
 def rgb_to_ycbcr(x: Tensor) -> Tensor:
-    """YCbCr of BT.601 as MATLAB ``rgb2ycbcr`` on double data, not rounded.
+    """YCbCr of BT.601 as MATLAB ``rgb2ycbcr`` on double data, not rounded (computed in float32).
 
     Args:
         x: (N, 3, H, W) RGB in [0, 1].
@@ -85,9 +92,7 @@ def rgb_to_ycbcr(x: Tensor) -> Tensor:
     _check(x)
     if x.shape[1] != 3:
         raise ValueError(f"x must have 3 channels, got {x.shape[1]}")
-    m = _YCBCR_MATRIX.to(x.device)
-    y = torch.einsum("ij,njhw->nihw", m, x.double()) + _YCBCR_OFFSET.to(x.device).view(1, 3, 1, 1)
-    return y.float()
+    return _mix(x, _YCBCR_MATRIX, _YCBCR_OFFSET)
 
 
 def ycbcr_to_rgb(x: Tensor) -> Tensor:
@@ -95,9 +100,8 @@ def ycbcr_to_rgb(x: Tensor) -> Tensor:
     _check(x)
     if x.shape[1] != 3:
         raise ValueError(f"x must have 3 channels, got {x.shape[1]}")
-    inverse = torch.linalg.inv(_YCBCR_MATRIX).to(x.device)
-    centred = x.double() - _YCBCR_OFFSET.to(x.device).view(1, 3, 1, 1)
-    return torch.einsum("ij,njhw->nihw", inverse, centred).float()
+    inverse = torch.linalg.inv(_YCBCR_MATRIX)
+    return _mix(x, inverse, -inverse @ _YCBCR_OFFSET)
 
 
 def psnr(x: Tensor, y: Tensor, *, data_range: float = 1.0, shave: int = 0) -> Tensor:

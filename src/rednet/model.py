@@ -123,10 +123,13 @@ class REDNet(nn.Module):
         s = self.config.stride
         pad_h, pad_w = (-h) % s, (-w) % s
         y = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
-        feats = [y]
-        for conv in self.convs:
+        # Keep only the conv outputs that a skip reads: memory for big tiles.
+        sources = set(self.skip_from.values())
+        feats = {}
+        for i, conv in enumerate(self.convs, start=1):
             y = F.relu(conv(y))
-            feats.append(y)
+            if i in sources:
+                feats[i] = y
         n = self.config.layers
         for j, deconv in enumerate(self.deconvs, start=1):
             y = deconv(y)
