@@ -1,4 +1,4 @@
-"""The ``rednet`` command line: ``rednet degrade``, ``rednet eval``, ``rednet demo``.
+"""The ``rednet`` command line: degrade, restore, eval, train, export, plot, bench, demo.
 
 Expected failures (bad input, missing data, bad arguments) print one line ``rednet: error: ...`` on stderr and
 exit 1; ``--debug`` re-raises instead. Anything else is a bug and keeps its traceback.
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="task whose data pipeline is timed",
     )
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
-    b.set_defaults(run=cmd_bench_train)
+    b.set_defaults(run=cmd_bench)
 
     from rednet.bench import INFER_VARIANTS
 
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sigma", type=float, default=25.0, help="noise of the test image (default 25)")
     b.add_argument("--compile-timeout", type=float, default=120.0, help="give up torch.compile after N s")
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
-    b.set_defaults(run=cmd_bench_infer)
+    b.set_defaults(run=cmd_bench)
 
     b = bench.add_parser("memory", help="peak RSS of restoring a large image (in a child process)")
     b.add_argument("--megapixels", type=float, default=40.0, help="image size (default 40)")
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     b.add_argument("--threads", type=int, help="torch threads in the child")
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
-    b.set_defaults(run=cmd_bench_memory)
+    b.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("demo", help="degrade a built-in sample image, restore it, write a before/after PNG")
     p.add_argument(
@@ -304,59 +304,15 @@ def _command_line(argv: list[str]) -> str:
     return " ".join([prefix, *(shlex.quote(a) for a in argv)])
 
 
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    from rednet.bench import bench_train
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``rednet.bench.bench_WHAT`` with the flags of the same names; print its JSON."""
+    import inspect
 
-    result = bench_train(
-        model=args.model,
-        width=args.width,
-        channels=args.channels,
-        dtype=args.dtype,
-        device=args.device,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        channels_last=args.channels_last,
-        seconds=args.seconds,
-        data_task=args.data_task,
-    )
-    print(json.dumps(result, indent=2))
-    return 0
+    from rednet import bench
 
-
-def cmd_bench_infer(args: argparse.Namespace) -> int:
-    from rednet.bench import bench_infer
-
-    result = bench_infer(
-        model=args.model,
-        width=args.width,
-        channels=args.channels,
-        size=args.size,
-        device=args.device,
-        seconds=args.seconds,
-        variants=args.variants,
-        bm3d=args.bm3d,
-        weights=args.weights,
-        sigma=args.sigma,
-        compile_timeout=args.compile_timeout,
-    )
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-def cmd_bench_memory(args: argparse.Namespace) -> int:
-    from rednet.bench import bench_memory
-
-    result = bench_memory(
-        megapixels=args.megapixels,
-        tile=args.tile,
-        model=args.model,
-        width=args.width,
-        channels=args.channels,
-        image_channels=args.image_channels,
-        bf16=args.bf16,
-        threads=args.threads,
-    )
-    print(json.dumps(result, indent=2))
+    fn = getattr(bench, f"bench_{args.what}")
+    kwargs = {name: getattr(args, name) for name in inspect.signature(fn).parameters if hasattr(args, name)}
+    print(json.dumps(fn(**kwargs), indent=2))
     return 0
 
 

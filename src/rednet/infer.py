@@ -158,7 +158,10 @@ def restore(
         del source
         options = {"tile": tile, "ensemble": ensemble, "bf16": bf16, "channels_last": channels_last}
         ycbcr[:, :1] = restore(model, ycbcr[:, :1], progress=progress, **options)
-        return ycbcr_to_rgb(ycbcr).clamp_(0, 1).to(x.device)
+        for top in range(0, ycbcr.shape[-2], 256):  # back to RGB in place, a band of rows at a time
+            band = ycbcr[..., top : top + 256, :]
+            band.copy_(ycbcr_to_rgb(band))
+        return ycbcr.clamp_(0, 1).to(x.device)
     if x.shape[1] == 1 and want == 3:
         rgb = restore(
             model,
