@@ -276,9 +276,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, field.name) is not None:
             values[field.name] = getattr(args, field.name)
     if args.resume is not None:
-        if values or args.init is not None:
-            raise ValueError("--resume continues a run with its stored options; give no other options")
-        run_dir = train(TrainConfig(), args.resume, resume=True, progress=args.progress)
+        if set(values) - {"threads", "workers"} or args.init is not None:
+            raise ValueError(
+                "--resume continues a run with its stored options; only --threads and --workers may change"
+            )
+        run_dir = train(TrainConfig(**values), args.resume, resume=True, progress=args.progress)
     else:
         config = TrainConfig.from_dict(values)
         run_dir = (

@@ -352,7 +352,8 @@ def train(
     Args:
         config: the run.
         run_dir: folder for config, logs and checkpoints (created).
-        resume: continue from ``run_dir/last.pt`` exactly (the config stored there wins).
+        resume: continue from ``run_dir/last.pt`` exactly: the config stored there wins, but for
+            ``threads`` and ``workers``, taken from ``config``.
         init: exported weights (``.safetensors``) or a checkpoint to start from, with a fresh optimizer.
         stop_at: stop after this step, as if interrupted (tests; the schedule still spans ``config.steps``).
         progress: show a progress bar on rank 0.
@@ -364,7 +365,9 @@ def train(
     run_dir = Path(run_dir)
     checkpoint = load_checkpoint(run_dir / "last.pt") if resume else None
     if checkpoint is not None:
-        config = TrainConfig.from_dict(checkpoint["config"])
+        # The stored run wins, except for how many CPU threads and loader workers run it.
+        machine = {"threads": config.threads, "workers": config.workers}
+        config = TrainConfig.from_dict({**checkpoint["config"], **machine})
     device = _device(config)
     ddp = _init_distributed(device)
     if config.threads:
@@ -390,6 +393,9 @@ def train(
         step, best, elapsed = checkpoint["step"], checkpoint["best_psnr"], checkpoint["elapsed"]
         torch.set_rng_state(checkpoint["torch_rng"])
         meta = json.loads((run_dir / "config.json").read_text()).get("meta", {}) if ddp.is_main else {}
+        now = hardware(device, ddp.world)
+        if meta and now not in meta.get("hardware", ""):
+            meta["hardware"] = f"{meta['hardware']}; from step {step}: {now}"
     net: torch.nn.Module = model
     if ddp.world > 1:
         ids = [device.index] if device.type == "cuda" else None
