@@ -314,3 +314,13 @@ def test_a_small_red_learns_to_denoise_on_the_training_set(data_root, tmp_path):
 
     noisy = evaluate(EvalConfig(task="denoise", sigma=25, dataset="Set12", data_root=str(data_root)))
     assert val[-1]["val_psnr"] >= noisy["mean"]["psnr"] + 5.0
+
+
+def test_resume_refuses_new_options_but_allows_threads(images, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny(images, steps=4, threads=2), run, stop_at=2, progress=False)
+    assert main(["train", "--resume", str(run), "--steps", "9", "--no-progress"]) == 1
+    assert "only --threads and --workers" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--threads", "1", "--no-progress"]) == 0
+    assert load_checkpoint(run / "last.pt")["step"] == 4
+    assert "from step 2:" in json.loads((run / "config.json").read_text())["meta"]["hardware"]
