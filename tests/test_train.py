@@ -316,7 +316,14 @@ def test_a_small_red_learns_to_denoise_on_the_training_set(data_root, tmp_path):
     assert val[-1]["val_psnr"] >= noisy["mean"]["psnr"] + 5.0
 
 
-def test_resume_refuses_new_options_but_allows_threads(images, tmp_path, capsys):
+@pytest.fixture
+def keep_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)  # train() sets the process-wide thread count
+
+
+def test_resume_refuses_new_options_but_allows_threads(images, tmp_path, capsys, keep_threads):
     run = tmp_path / "run"
     train(tiny(images, steps=4, threads=2), run, stop_at=2, progress=False)
     assert main(["train", "--resume", str(run), "--steps", "9", "--no-progress"]) == 1
