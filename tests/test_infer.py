@@ -269,3 +269,16 @@ def test_export_onnx_cli_gives_a_graph_with_the_same_output(weights, tmp_path):
     x = torch.rand(1, 1, 19, 23)
     with torch.no_grad():
         assert (OnnxModel(out)(x) - model(x)).abs().max() < 1e-4
+
+
+def test_eval_scores_a_rednet_model_with_and_without_ensemble(weights, tmp_path, capsys):
+    Image.fromarray(data.camera()[:48, :48]).save(tmp_path / "a.png")
+    base = ["eval", "--task", "denoise", "--sigma", "25", "--dataset", str(tmp_path), "--json"]
+    assert main([*base, "--method", "rednet", "--weights", str(weights)]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*base, "--method", "rednet", "--weights", str(weights), "--ensemble"]) == 0
+    ens = json.loads(capsys.readouterr().out)
+    assert plain["config"]["model"] == str(weights) and ens["config"]["ensemble"] is True
+    assert plain["mean"]["psnr"] != ens["mean"]["psnr"]
+    assert main([*base, "--method", "rednet"]) == 1
+    assert "needs --model NAME or --weights FILE" in capsys.readouterr().err

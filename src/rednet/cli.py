@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method",
         default="identity",
-        help="identity, bicubic, bm3d, wiener, richardson-lucy, "
-        "telea, biharmonic (default identity: the degraded input)",
+        help="identity, bicubic, bm3d, wiener, richardson-lucy, telea, biharmonic, rednet (with --model or "
+        "--weights) (default identity: the degraded input)",
     )
     p.add_argument(
         "--channel",
@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-root", help="folder holding the benchmark sets (default $REDNET_DATA or ../shared/datasets)"
     )
+    p.add_argument("--model", help="method rednet: shipped model name")
+    p.add_argument("--weights", help="method rednet: weights file (.safetensors)")
+    p.add_argument("--ensemble", action="store_true", help="method rednet: 8-transform self-ensemble")
+    p.add_argument("--bf16", action="store_true", help="method rednet: bfloat16 autocast")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=cmd_eval)
 
@@ -525,6 +529,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         data_root=args.data_root,
         limit=args.limit,
+        model=args.weights or args.model,
+        ensemble=args.ensemble,
+        bf16=args.bf16,
     )
     result = evaluate(config, progress=not args.json and sys.stderr.isatty())
     for bad in result["failed"]:

@@ -62,6 +62,9 @@ class EvalConfig:
         seed: base seed; image i (sorted order) uses ``seed + i``.
         data_root: where named sets live (see ``rednet.data.data_root``).
         limit: evaluate only the first ``limit`` images (None = all).
+        model: method "rednet": a shipped model name or a weights file (.safetensors).
+        ensemble: method "rednet": the 8-transform self-ensemble.
+        bf16: method "rednet": bfloat16 autocast.
     """
 
     task: Task
@@ -78,6 +81,9 @@ class EvalConfig:
     seed: int = 0
     data_root: str | None = None
     limit: int | None = None
+    model: str | None = None
+    ensemble: bool = False
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -97,6 +103,8 @@ class EvalConfig:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.task not in METHODS[self.method][1]:
             raise ValueError(f"method {self.method!r} does not do task {self.task!r}")
+        if self.method == "rednet" and not self.model:
+            raise ValueError("method 'rednet' needs --model NAME or --weights FILE")
 
     @property
     def resolved_shave(self) -> int:
@@ -208,8 +216,22 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "richardson-lucy": (_richardson_lucy, ("deblur",)),
     "telea": (_telea, ("inpaint",)),
     "biharmonic": (_biharmonic, ("inpaint",)),
+    "rednet": (_identity, TASKS),  # placeholder: evaluate() builds the model's function from the config
 }
-"""Method name -> (function, tasks it does). Later issues add "rednet"."""
+"""Method name -> (function, tasks it does)."""
+
+
+def rednet_method(config: EvalConfig) -> Method:
+    """The "rednet" method: the configured model (loaded once) through :func:`rednet.infer.restore`."""
+    from rednet.infer import restore
+    from rednet.zoo import load
+
+    model = load(str(config.model))
+
+    def run(c: Corrupted, _config: EvalConfig) -> Tensor:
+        return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16)
+
+    return run
 
 
 def load_clean(path: Path, channel: str) -> Tensor:
@@ -241,7 +263,7 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
     if color is None:
         color = io.read_image(files[0])[0].shape[1] == 3
     channel = config.resolved_channel(color)
-    fn = method or METHODS[config.method][0]
+    fn = method or (rednet_method(config) if config.method == "rednet" else METHODS[config.method][0])
     shave = config.resolved_shave
     rows = []
     iterator = files
