@@ -58,7 +58,7 @@ def test_help_lists_every_command_with_a_one_line_description(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ["degrade", "restore", "eval", "train", "export", "plot", "bench", "demo"]:
+    for command in ["degrade", "restore", "eval", "train", "export", "plot", "bench", "models", "demo"]:
         assert re.search(rf"^\s+{command}\s+\S", out, flags=re.MULTILINE), command
 
 

@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
     b.set_defaults(run=cmd_bench)
 
+    p = sub.add_parser("models", help="list the shipped models (name, task, levels, size, card summary)")
+    p.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    p.set_defaults(run=cmd_models)
+
     p = sub.add_parser("demo", help="degrade a built-in sample image, restore it, write a before/after PNG")
     p.add_argument(
         "-o",
@@ -550,6 +554,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if status:
         print(f"{len(result['failed'])} image(s) failed and are not in the mean", file=sys.stderr)
     return status
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rednet import zoo
+
+    rows = []
+    for name, entry in zoo.WEIGHTS.items():
+        path = zoo.WEIGHTS_DIR / entry.file
+        card_path = path.with_suffix(".json")
+        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        rows.append(
+            {
+                "name": name,
+                "task": entry.task,
+                "channels": entry.channels,
+                "fast": entry.fast,
+                "bytes": path.stat().st_size if path.is_file() else None,
+                "card": card,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no shipped models yet: train one (rednet train) and use it with --weights FILE.safetensors")
+    for r in rows:
+        card = r["card"]
+        levels = ", ".join(f"{k} {v}" for k, v in card.get("levels", {}).items())
+        size = f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] else "missing"
+        val = card.get("validation", {})
+        best = val.get("best_psnr") or float("nan")
+        print(
+            f"{r['name']:<16} {r['task']:<8} {levels:<16} {size:>8}  {card.get('steps', '?')} steps, "
+            f"validation {best:.2f} dB on {val.get('set', '?')} at {val.get('level')}"
+        )
+    return 0
 
 
 def demo_image() -> torch.Tensor:
