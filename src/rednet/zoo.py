@@ -40,8 +40,11 @@ class ModelEntry:
     fast: bool = False
 
 
-WEIGHTS: dict[str, ModelEntry] = {}
-"""The shipped models by name; filled as models are trained (see the model cards in ``weights/``)."""
+WEIGHTS: dict[str, ModelEntry] = {
+    # Blind gray denoiser, sigma 0-75; work in progress (6,000 steps on CPU; see its card).
+    "denoise-gray": ModelEntry("denoise-gray.safetensors", task="denoise", channels=1),
+}
+"""The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
 
 def default_model(task: str, channels: int, *, fast: bool = False) -> str:
@@ -100,6 +103,7 @@ def save_weights(path: str | Path, model: REDNet, card: dict[str, Any]) -> Path:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             write(tmp)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
