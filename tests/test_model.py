@@ -5,7 +5,16 @@ import dataclasses
 import pytest
 import torch
 
-from rednet.model import RED10, RED20, RED30, REDNet, REDNetConfig, parameter_count, receptive_field
+from rednet.model import (
+    RED10,
+    RED20,
+    RED30,
+    REDNet,
+    REDNetConfig,
+    convert_channels,
+    parameter_count,
+    receptive_field,
+)
 
 PRESETS = {"RED10": RED10, "RED20": RED20, "RED30": RED30}
 
@@ -127,3 +136,36 @@ def test_invalid_config_is_refused_with_a_message(kwargs):
 def test_wrong_channel_count_is_a_clear_error():
     with pytest.raises(ValueError, match=r"x must be \(N, 1, H, W\), got \(1, 3, 8, 8\)"):
         REDNet(small(RED10))(torch.rand(1, 3, 8, 8))
+
+
+def test_gray_weights_start_an_rgb_model_that_acts_as_gray_model_on_the_mean():
+    torch.manual_seed(0)
+    gray = REDNet(REDNetConfig(depth=10, width=16, channels=1)).eval()
+    rgb = REDNet(REDNetConfig(depth=10, width=16, channels=3)).eval()
+    rgb.load_state_dict(convert_channels(gray.state_dict(), 3))
+    x = torch.rand(1, 3, 23, 31)
+    with torch.no_grad():
+        residual = gray(x.mean(dim=1, keepdim=True)) - x.mean(dim=1, keepdim=True)
+        expected = x + residual  # the same correction on R, G and B
+        torch.testing.assert_close(rgb(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_rgb_weights_start_a_gray_model_that_matches_on_gray_images():
+    torch.manual_seed(0)
+    rgb = REDNet(REDNetConfig(depth=10, width=16, channels=3)).eval()
+    gray = REDNet(REDNetConfig(depth=10, width=16, channels=1)).eval()
+    gray.load_state_dict(convert_channels(rgb.state_dict(), 1))
+    x = torch.rand(1, 1, 23, 31)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            gray(x), rgb(x.expand(1, 3, 23, 31)).mean(dim=1, keepdim=True), atol=1e-5, rtol=1e-5
+        )
+
+
+def test_convert_channels_refuses_other_counts_and_keeps_the_source():
+    state = REDNet(REDNetConfig(depth=10, width=16, channels=1)).state_dict()
+    before = state["convs.0.weight"].clone()
+    with pytest.raises(ValueError, match="1 and 3"):
+        convert_channels(state, 4)
+    convert_channels(state, 3)
+    assert torch.equal(state["convs.0.weight"], before)

@@ -288,6 +288,42 @@ def test_init_warm_starts_from_exported_weights(images, tmp_path):
     assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in start.state_dict().items())
 
 
+def test_warm_started_card_adds_up_the_runs_before_it(images, tmp_path):
+    first, second, third = (tmp_path / n for n in ("a", "b", "c"))
+    train(tiny(images, steps=3), first, progress=False)
+    main(["export", str(first), "-o", str(tmp_path / "a.safetensors")])
+    train(tiny(images, steps=2), second, init=tmp_path / "a.safetensors", progress=False)
+    main(["export", str(second), "-o", str(tmp_path / "b.safetensors")])
+    train(tiny(images, steps=1), third, init=tmp_path / "b.safetensors", progress=False)
+    main(["export", str(third), "-o", str(tmp_path / "c.safetensors")])
+    card = json.loads((tmp_path / "c.json").read_text())
+    assert [r["name"] for r in card["lineage"]] == ["a", "b"]
+    assert [r["steps"] for r in card["lineage"]] == [3, 2]
+    assert card["steps"] == 1 and card["total"]["steps"] == 6
+    assert card["total"]["patches_seen"] == 6 * 4
+
+
+def test_a_gray_model_warm_starts_an_rgb_run(images, tmp_path):
+    train(tiny(images, steps=2, channel="gray"), tmp_path / "gray", progress=False)
+    main(["export", str(tmp_path / "gray"), "-o", str(tmp_path / "gray.safetensors")])
+    gray, _ = load_weights(tmp_path / "gray.safetensors")
+    run = tmp_path / "rgb"
+    train(
+        tiny(images, steps=1, channel="rgb", lr=1e-12, warmup=0, schedule="constant"),
+        run,
+        init=tmp_path / "gray.safetensors",
+        progress=False,
+    )
+    after = weights(run)
+    assert after["convs.0.weight"].shape[1] == 3 and after["deconvs.4.weight"].shape[1] == 3
+    torch.testing.assert_close(
+        after["convs.3.weight"], gray.state_dict()["convs.3.weight"], atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        after["convs.0.weight"], gray.state_dict()["convs.0.weight"].repeat(1, 3, 1, 1) / 3, atol=1e-6, rtol=0
+    )
+
+
 def test_a_small_red_learns_to_denoise_on_the_training_set(data_root, tmp_path):
     """Acceptance: RED10 width 32, 300 steps at sigma 25 lifts Set12 PSNR >= 5 dB above the noisy input."""
     config = TrainConfig(

@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
     p.add_argument(
-        "--init", type=Path, metavar="WEIGHTS", help="start from exported weights, fresh optimizer"
+        "--init",
+        type=Path,
+        metavar="WEIGHTS",
+        help="start from exported weights, fresh optimizer (a gray model can start an RGB one)",
     )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
     _add_train_flags(p)

@@ -26,7 +26,16 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-__all__ = ["RED10", "RED20", "RED30", "REDNet", "REDNetConfig", "parameter_count", "receptive_field"]
+__all__ = [
+    "RED10",
+    "RED20",
+    "RED30",
+    "REDNet",
+    "REDNetConfig",
+    "convert_channels",
+    "parameter_count",
+    "receptive_field",
+]
 
 
 @dataclass(frozen=True)
@@ -168,3 +177,40 @@ def receptive_field(config: REDNetConfig) -> int:
         return 2 * config.depth + 1
     k = max(3, s)
     return k + 2 * (config.depth - 2) * s + 2 * s
+
+
+def convert_channels(state: dict[str, Tensor], channels: int) -> dict[str, Tensor]:
+    """Turn a gray (1-channel) model's weights into an RGB (3-channel) model's, or back, to warm-start one.
+
+    Only the first convolution (input channels) and the last deconvolution (output channels) change; every
+    other tensor is shared. Gray to RGB: the first layer sees the mean of R, G and B and the residual is
+    added to all three, so the RGB model starts as the gray model applied to the mean. RGB to gray: the first
+    layer's weights are summed over colours (a gray image is R = G = B); the output is the mean of the three.
+
+    Args:
+        state: a REDNet state dict (as from ``model.state_dict()`` or :func:`rednet.zoo.read_weights`).
+        channels: the channels wanted, 1 or 3.
+
+    Returns:
+        A new state dict; ``state`` itself is not changed. Unchanged if it already has ``channels``.
+    """
+    first = "convs.0.weight"
+    if first not in state or not any(k.startswith("deconvs.") for k in state):
+        return dict(state)  # not a REDNet state dict; loading it will say what is wrong
+    last_index = max(int(k.split(".")[1]) for k in state if k.startswith("deconvs."))
+    last_w, last_b = f"deconvs.{last_index}.weight", f"deconvs.{last_index}.bias"
+    have = state[first].shape[1]
+    if have == channels:
+        return dict(state)
+    if {have, channels} != {1, 3}:
+        raise ValueError(f"can only convert between 1 and 3 channels, not {have} to {channels}")
+    out = dict(state)
+    if channels == 3:
+        out[first] = state[first].repeat(1, 3, 1, 1) / 3
+        out[last_w] = state[last_w].repeat(1, 3, 1, 1)
+        out[last_b] = state[last_b].repeat(3)
+    else:
+        out[first] = state[first].sum(dim=1, keepdim=True)
+        out[last_w] = state[last_w].mean(dim=1, keepdim=True)
+        out[last_b] = state[last_b].mean().reshape(1)
+    return out

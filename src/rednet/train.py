@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from rednet.data import Corruption, Levels, PatchDataset, data_root, load_training_images
-from rednet.model import REDNet, REDNetConfig
+from rednet.model import REDNet, REDNetConfig, convert_channels
 
 __all__ = ["TrainConfig", "hardware", "load_checkpoint", "train"]
 
@@ -354,7 +354,8 @@ def train(
         run_dir: folder for config, logs and checkpoints (created).
         resume: continue from ``run_dir/last.pt`` exactly: the config stored there wins, but for
             ``threads`` and ``workers``, taken from ``config``.
-        init: exported weights (``.safetensors``) or a checkpoint to start from, with a fresh optimizer.
+        init: exported weights (``.safetensors``) or a checkpoint to start from, with a fresh optimizer; a
+            1-channel model can start a 3-channel one and back (``rednet.model.convert_channels``).
         stop_at: stop after this step, as if interrupted (tests; the schedule still spans ``config.steps``).
         progress: show a progress bar on rank 0.
         command: the command line to record (default: ``sys.argv``).
@@ -379,7 +380,8 @@ def train(
     torch.manual_seed(config.seed)
     model = REDNet(config.model_config())
     if init is not None:
-        _load_model_state(model, _read_weights(Path(init)), str(init))
+        state = convert_channels(_read_weights(Path(init)), model.config.channels)
+        _load_model_state(model, state, str(init))
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -429,6 +431,7 @@ def train(
                 "torch": torch.__version__,
                 "images": len(dataset.images),
                 "init": str(init) if init else None,
+                "init_card": _init_card(Path(init)) if init else None,
             }
         _write_text_atomic(
             run_dir / "config.json", json.dumps({"config": asdict(config), "meta": meta}, indent=2)
@@ -523,6 +526,17 @@ def train(
         dist.barrier()
         dist.destroy_process_group()  # a live gloo group aborts the process at exit
     return run_dir
+
+
+def _init_card(path: Path) -> dict[str, Any] | None:
+    """What a warm start began from: the parts of its card that add up (steps, patches, time, command)."""
+    if path.suffix != ".safetensors":
+        return None
+    from rednet.zoo import read_weights
+
+    card = read_weights(path)[2]
+    keys = ("name", "command", "steps", "patches_seen", "wall_time_s", "hardware", "lineage")
+    return {k: card.get(k) for k in keys}
 
 
 def _read_weights(path: Path) -> dict[str, Tensor]:

@@ -114,7 +114,8 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], REDNetConfig, dic
     """Read a weights file: (float32 state dict, model config, card).
 
     Raises:
-        ValueError: one line, for a truncated or non-safetensors file, or one without rednet metadata.
+        ValueError: one line, for a truncated or non-safetensors file, one without rednet metadata, or one
+            whose tensors are not floating point.
     """
     from safetensors import safe_open
 
@@ -124,13 +125,17 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], REDNetConfig, dic
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k).float() for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise ValueError(
             f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:120]})"
         ) from None
     if "config" not in metadata:
         raise ValueError(f"{path}: no rednet model config in the file's metadata")
+    wrong = [k for k, v in state.items() if not v.is_floating_point()]
+    if wrong:
+        raise ValueError(f"{path}: tensor {wrong[0]} is {state[wrong[0]].dtype}, not floating point")
+    state = {k: v.float() for k, v in state.items()}
     try:
         config = REDNetConfig(**json.loads(metadata["config"]))
         card = json.loads(metadata.get("card", "{}"))
@@ -151,6 +156,20 @@ def load_weights(path: str | Path) -> tuple[REDNet, dict[str, Any]]:
         raise ValueError(f"{path}: tensors do not match the architecture in its metadata (e.g. {bad[0]})")
     model.load_state_dict(state)
     return model.eval(), card
+
+
+def _lineage(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The earlier runs this one was warm-started from (``--init``), oldest first, from the stored cards."""
+    init = meta.get("init_card")
+    if init is None and meta.get("init") and str(meta["init"]).endswith(".safetensors"):
+        path = Path(
+            meta["init"]
+        )  # runs from before init_card was recorded: read the file if it is still there
+        init = read_weights(path)[2] if path.is_file() else None
+    if not init:
+        return []
+    keys = ("name", "command", "steps", "patches_seen", "wall_time_s", "hardware")
+    return [*(init.get("lineage") or []), {k: init.get(k) for k in keys}]
 
 
 def _read_log(run_dir: Path) -> list[dict[str, Any]]:
@@ -195,6 +214,7 @@ def export_run(
     vals = [r for r in _read_log(run_dir) if "val_psnr" in r and r["step"] <= ckpt["step"]]
     at_step = next((r for r in vals if r["step"] == ckpt["step"]), None)
     levels = {"sigma": config.sigma, "scale": config.scale, "quality": config.quality}
+    lineage = _lineage(meta)
     card = {
         "name": output.stem,
         "rednet": __version__,
@@ -218,6 +238,13 @@ def export_run(
         "hardware": meta.get("hardware"),
         "command": meta.get("command"),
         "init": meta.get("init"),
+        "lineage": lineage,
+        "total": {
+            "steps": ckpt["step"] + sum(r.get("steps") or 0 for r in lineage),
+            "patches_seen": ckpt["step"] * config.batch_size
+            + sum(r.get("patches_seen") or 0 for r in lineage),
+            "wall_time_s": round(ckpt["elapsed"] + sum(r.get("wall_time_s") or 0 for r in lineage), 1),
+        },
         "recipe": {
             k: getattr(config, k)
             for k in (
