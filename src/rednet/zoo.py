@@ -18,7 +18,17 @@ from torch import Tensor
 
 from rednet.model import REDNet, REDNetConfig
 
-__all__ = ["WEIGHTS", "ModelEntry", "default_model", "load", "load_weights", "read_weights", "save_weights"]
+__all__ = [
+    "WEIGHTS",
+    "ModelEntry",
+    "card_summary",
+    "default_model",
+    "load",
+    "load_weights",
+    "read_card",
+    "read_weights",
+    "save_weights",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -80,6 +90,26 @@ def load(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> RED
     model, card = load_weights(path)
     model.card = card
     return model.to(device)
+
+
+def read_card(name: str) -> dict[str, Any]:
+    """The model card of a shipped model (``weights/NAME.json``); empty if the file is missing."""
+    path = (WEIGHTS_DIR / WEIGHTS[name].file).with_suffix(".json")
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def card_summary(card: dict[str, Any]) -> str:
+    """One line about a model card: architecture, levels, training (all runs added up) and validation."""
+    arch, total, val = card.get("architecture", {}), card.get("total", {}), card.get("validation", {})
+    levels = ", ".join(f"{k} {v}" for k, v in card.get("levels", {}).items())
+    best = val.get("best_psnr") or float("nan")
+    return (
+        f"RED{arch.get('depth', '?')} width {arch.get('width', '?')}, {card.get('channel', '?')}, {levels}; "
+        f"{total.get('steps', card.get('steps', '?'))} steps, "
+        f"{total.get('patches_seen', card.get('patches_seen', '?'))} patches of "
+        f"{card.get('training_data', {}).get('folders', '?')}; "
+        f"validation {best:.2f} dB on {str(val.get('set', '?')).split('datasets/')[-1]} at {val.get('level')}"
+    )
 
 
 def save_weights(path: str | Path, model: REDNet, card: dict[str, Any]) -> Path:
