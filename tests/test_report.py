@@ -70,3 +70,32 @@ def test_committed_results_name_a_valid_command_and_cover_its_scope():
         assert f"### {dataset} (" in text
         for sigma in args.sigmas.split(","):
             assert f"σ = {sigma} |" in text
+
+
+def test_runs_table_has_one_row_per_run_with_its_best_validation(tmp_path, capsys):
+    from skimage import data
+
+    from rednet.train import TrainConfig, train
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.fromarray(data.camera()).save(folder / "camera.png")
+    Image.fromarray(data.camera()[::2, ::2]).save(tmp_path / "val.png")
+    for name, lr in [("a", 1e-3), ("b", 1e-4)]:
+        config = TrainConfig(
+            data=str(folder), depth=10, width=8, steps=4, batch_size=2, patch_size=16, lr=lr, dtype="fp32",
+            val_set=str(folder), val_every=2, val_level="25", log_every=1,
+        )  # fmt: skip
+        train(config, tmp_path / name, progress=False)
+    assert main(["report", "runs", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| a ") or r.startswith("| b ")]
+    assert len(rows) == 2
+    assert "| 0.001 constant, 0, 0 |" in rows[0] and "| 4 / 4 | 8 |" in rows[0]
+    assert re.search(r"\| \d+\.\d\d \([24]\) \|$", rows[1])
+
+
+def test_runs_table_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["report", "runs", str(tmp_path)]) == 1
+    assert "not a training run folder" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DenoiseReport", "plot_run", "render_denoise_report", "run_denoise_report"]
+__all__ = ["DenoiseReport", "plot_run", "render_denoise_report", "render_runs_table", "run_denoise_report"]
 
 
 def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
@@ -249,3 +249,36 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def render_runs_table(run_dirs: list[str | Path]) -> str:
+    """A markdown table comparing training runs: recipe, start, steps, patches, time, validation PSNR.
+
+    Args:
+        run_dirs: training run folders (``config.json`` and ``log.jsonl`` of ``rednet train``).
+
+    Returns:
+        The table, one row per run, with the best validation PSNR and the step it was reached at.
+    """
+    lines = [
+        "| run | channel | init | lr, schedule, warm-up, clip | batch × patch | steps | patches | hours | "
+        "best val PSNR (step) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run_dir in map(Path, run_dirs):
+        stored = json.loads((run_dir / "config.json").read_text())
+        config, meta = stored["config"], stored.get("meta", {})
+        records = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines() if x.strip()]
+        steps = [r for r in records if "loss" in r]
+        vals = [r for r in records if "val_psnr" in r]
+        best = max(vals, key=lambda r: r["val_psnr"], default=None)
+        last = steps[-1] if steps else {"step": 0, "elapsed": 0.0}
+        init = Path(meta["init"]).stem if meta.get("init") else "scratch"
+        recipe = f"{config['lr']:g} {config['schedule']}, {config['warmup']}, {config['clip_grad']:g}"
+        lines.append(
+            f"| {run_dir.name} | {config['channel']} | {init} | {recipe} | "
+            f"{config['batch_size']} × {config['patch_size']}² | {last['step']} / {config['steps']} | "
+            f"{last['step'] * config['batch_size']:,} | {last['elapsed'] / 3600:.2f} | "
+            + (f"{best['val_psnr']:.2f} ({best['step']}) |" if best else "– |")
+        )
+    return "\n".join(lines)

@@ -380,7 +380,18 @@ def train(
     torch.manual_seed(config.seed)
     model = REDNet(config.model_config())
     if init is not None:
-        state = convert_channels(_read_weights(Path(init)), model.config.channels)
+        source = _read_weights(Path(init))
+        state = convert_channels(source, model.config.channels)
+        if (
+            state.get("convs.0.weight") is not None
+            and source["convs.0.weight"].shape[1] != model.config.channels
+        ):
+            # A converted model sits at a saddle: its first layer sees only the mean of the channels and its
+            # last layer writes the same residual to each, so no gradient reaches the colour differences.
+            # Adding the fresh (seeded) initialisation of those two layers breaks the symmetry.
+            fresh = model.state_dict()
+            for key in _end_layers(state):
+                state[key] = state[key] + fresh[key]
         _load_model_state(model, state, str(init))
     model.to(device)
     if config.channels_last:
@@ -526,6 +537,12 @@ def train(
         dist.barrier()
         dist.destroy_process_group()  # a live gloo group aborts the process at exit
     return run_dir
+
+
+def _end_layers(state: dict[str, Tensor]) -> list[str]:
+    """The keys of the first convolution and the last deconvolution (those that depend on the channels)."""
+    last = max(int(k.split(".")[1]) for k in state if k.startswith("deconvs."))
+    return ["convs.0.weight", f"deconvs.{last}.weight", f"deconvs.{last}.bias"]
 
 
 def _init_card(path: Path) -> dict[str, Any] | None:
