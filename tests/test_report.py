@@ -99,3 +99,20 @@ def test_runs_table_has_one_row_per_run_with_its_best_validation(tmp_path, capsy
 def test_runs_table_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["report", "runs", str(tmp_path)]) == 1
     assert "not a training run folder" in capsys.readouterr().err
+
+
+def test_report_cells_measured_in_parallel_equal_the_serial_ones(data_root):
+    from rednet.report import run_denoise_report
+
+    report = DenoiseReport(
+        datasets=("Set12",), sigmas=(15, 50), methods=("noisy", "rednet"), limit=1, data_root=str(data_root)
+    )
+    serial, parallel = run_denoise_report(report), run_denoise_report(report, jobs=2)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in serial]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in parallel]
+    assert [(r["method"], r["sigma"]) for r in serial] == [
+        ("noisy", 15),
+        ("noisy", 50),
+        ("rednet", 15),
+        ("rednet", 50),
+    ]
