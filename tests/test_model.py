@@ -169,3 +169,21 @@ def test_convert_channels_refuses_other_counts_and_keeps_the_source():
         convert_channels(state, 4)
     convert_channels(state, 3)
     assert torch.equal(state["convs.0.weight"], before)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_training_path_of_the_deconvolutions_gives_the_same_output_and_gradients(stride):
+    torch.manual_seed(0)
+    model = REDNet(REDNetConfig(depth=10, width=16, channels=3, stride=stride))
+    x = torch.rand(2, 3, 21, 26)
+    results = []
+    for as_conv in (True, False):
+        model.deconv_as_conv = as_conv
+        model.zero_grad()
+        out = model(x)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (out_a, grads_a), (out_b, grads_b) = results
+    torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -373,3 +373,46 @@ def test_resume_refuses_new_options_but_allows_threads(images, tmp_path, capsys,
     assert main(["train", "--resume", str(run), "--threads", "1", "--no-progress"]) == 0
     assert load_checkpoint(run / "last.pt")["step"] == 4
     assert "from step 2:" in json.loads((run / "config.json").read_text())["meta"]["hardware"]
+
+
+def test_sigterm_stops_the_run_after_writing_a_checkpoint(images, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "rednet",
+        "train",
+        "--run-dir",
+        str(run),
+        "--no-progress",
+        "--data",
+        str(images),
+    ]
+    command += [
+        "--depth",
+        "10",
+        "--width",
+        "8",
+        "--steps",
+        "100000",
+        "--patch-size",
+        "16",
+        "--batch-size",
+        "2",
+    ]
+    command += ["--val-set", "", "--ckpt-every", "100000", "--dtype", "fp32", "--threads", "1"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "log.jsonl").is_file() or len((run / "log.jsonl").read_text().splitlines()) < 2:
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "interrupted" in err
+    step = load_checkpoint(run / "last.pt")["step"]
+    assert step >= 20  # logged twice (every 10 steps), so the checkpoint is not an empty start

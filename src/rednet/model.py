@@ -117,6 +117,10 @@ class REDNet(nn.Module):
         # i = 0 (the input) <-> d_L is the residual connection, handled in forward.
         every = config.skip_every
         self.skip_from = {n - i: i for i in range(1, n) if every and i % every == 0}
+        # When training, run the stride-1 deconvolutions as the convolutions they equal (see _deconv): same
+        # values, and a bf16 training step about 20 % faster with oneDNN, whose transposed-convolution
+        # backward is the slower kernel. Inference is as fast either way and keeps the plain layers (ONNX).
+        self.deconv_as_conv = True
 
     def forward(self, x: Tensor) -> Tensor:
         """Restore a batch.
@@ -145,7 +149,7 @@ class REDNet(nn.Module):
                 feats[i] = y
         n = self.config.layers
         for j, deconv in enumerate(self.deconvs, start=1):
-            y = deconv(y)
+            y = _deconv(deconv, y) if self.deconv_as_conv and torch.is_grad_enabled() else deconv(y)
             if j == n:
                 break
             y = F.relu(y, inplace=True)
@@ -157,6 +161,22 @@ class REDNet(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+
+
+def _deconv(layer: nn.ConvTranspose2d, x: Tensor) -> Tensor:
+    """``layer(x)``; a stride-1 transposed convolution runs as the convolution it equals: in and out channels
+    of the kernel swapped, the kernel turned by 180 degrees, padding ``k - 1 - p``. The parameters (and so
+    the weights files) keep the transposed layout of the paper's Caffe model."""
+    if (
+        layer.stride != (1, 1)
+        or layer.output_padding != (0, 0)
+        or layer.groups != 1
+        or layer.dilation != (1, 1)
+    ):
+        return layer(x)
+    k, p = layer.kernel_size, layer.padding
+    weight = layer.weight.transpose(0, 1).flip(2, 3)
+    return F.conv2d(x, weight, layer.bias, padding=(k[0] - 1 - p[0], k[1] - 1 - p[1]))
 
 
 def parameter_count(config: REDNetConfig) -> int:

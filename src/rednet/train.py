@@ -17,7 +17,9 @@ import logging
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -475,6 +477,10 @@ def train(
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     last_tick = time.perf_counter()
     net.train()
+    # SIGTERM (kill, a cluster's pre-emption) stops the run like Ctrl-C: last.pt is written first.
+    on_term = None
+    if threading.current_thread() is threading.main_thread():
+        on_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for degraded, clean in loader:
             if step >= end:
@@ -531,6 +537,8 @@ def train(
             log.warning("interrupted at step %d; resume with --resume %s", step, run_dir)
         raise
     finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
         if bar is not None:
             bar.close()
     if ddp.world > 1:
