@@ -375,6 +375,15 @@ def test_resume_refuses_new_options_but_allows_threads(images, tmp_path, capsys,
     assert "from step 2:" in json.loads((run / "config.json").read_text())["meta"]["hardware"]
 
 
+def test_resume_without_threads_keeps_the_stored_threads(images, tmp_path, keep_threads):
+    run = tmp_path / "run"
+    train(tiny(images, steps=4, threads=1), run, stop_at=2, progress=False)
+    torch.set_num_threads(2)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert torch.get_num_threads() == 1
+    assert load_checkpoint(run / "last.pt")["config"]["threads"] == 1
+
+
 def test_sigterm_stops_the_run_after_writing_a_checkpoint(images, tmp_path):
     import signal
     import subprocess

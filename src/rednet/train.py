@@ -368,8 +368,14 @@ def train(
     run_dir = Path(run_dir)
     checkpoint = load_checkpoint(run_dir / "last.pt") if resume else None
     if checkpoint is not None:
-        # The stored run wins, except for how many CPU threads and loader workers run it.
-        machine = {"threads": config.threads, "workers": config.workers}
+        # The stored run wins, except for how many CPU threads and loader workers run it, when given (a
+        # value other than the default); otherwise the stored ones are kept.
+        defaults = TrainConfig()
+        machine = {
+            k: getattr(config, k)
+            for k in ("threads", "workers")
+            if getattr(config, k) != getattr(defaults, k)
+        }
         config = TrainConfig.from_dict({**checkpoint["config"], **machine})
     device = _device(config)
     ddp = _init_distributed(device)
