@@ -116,3 +116,18 @@ def test_report_cells_measured_in_parallel_equal_the_serial_ones(data_root):
         ("rednet", 15),
         ("rednet", 50),
     ]
+
+
+def test_ensemble_gain_row_and_the_note_where_the_ensemble_was_not_run():
+    rows = [
+        (d, 25, m, "x", p)
+        for d in ("Set12", "BSD68")
+        for m, p in (("rednet", 30.0), ("rednet+ensemble", 30.25))
+    ]
+    records = [
+        r for r in _records(rows) if not (r["dataset"] == "BSD68" and r["method"] == "rednet+ensemble")
+    ]
+    report = DenoiseReport(datasets=("Set12", "BSD68"), sigmas=(25,), methods=("rednet", "rednet+ensemble"))
+    text = render_denoise_report(records, report, "# R")
+    assert text.count("| self-ensemble gain (dB) | +0.25 |") == 1
+    assert "Self-ensemble (8x the time) was not run on BSD68." in text

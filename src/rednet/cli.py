@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--sigmas", default="10,15,25,30,50,70", help="noise levels, 0-255 scale")
     r.add_argument("--methods", default="noisy,bm3d,rednet,rednet+ensemble", help="comma-separated")
     r.add_argument("--limit", type=int, help="only the first N images of each set")
+    r.add_argument("--ensemble-datasets", help="run rednet+ensemble (8x slower) only on these sets")
     r.add_argument("--jobs", type=int, default=1, help="cells measured at once, one process each (default 1)")
     r.add_argument("--bf16", action="store_true", help="run the models in bfloat16 (default fp32)")
     r.add_argument("--data-root", help="where the sets live (default $REDNET_DATA or ../shared/datasets)")
@@ -405,6 +406,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         sigmas=tuple(int(s) for s in args.sigmas.split(",")),
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
         limit=args.limit,
+        ensemble_datasets=tuple(args.ensemble_datasets.split(",")) if args.ensemble_datasets else None,
         bf16=args.bf16,
         data_root=args.data_root,
     )
@@ -418,6 +420,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             command.append(f"--{flag} {getattr(args, flag)}")
     if args.limit is not None:
         command.append(f"--limit {args.limit}")
+    if args.ensemble_datasets:
+        command.append(f"--ensemble-datasets {args.ensemble_datasets}")
     if args.bf16:
         command.append("--bf16")
     if args.jobs > 1:
