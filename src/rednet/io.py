@@ -55,7 +55,7 @@ import stat
 import struct
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -75,6 +75,7 @@ __all__ = [
     "is_image_file",
     "max_pixels",
     "read_image",
+    "replace_atomically",
     "tensor_to_array",
     "tensor_to_uint8",
     "tensor_to_uint16",
@@ -881,6 +882,23 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
+
+
+def replace_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Make a file through ``write(tmp)`` on a temporary path beside ``path``, then rename it over ``path``.
+
+    Readers never see a partial file and an interrupted write leaves the old file (if any) untouched; the
+    temporary file (hidden, same suffix) is removed on failure. For non-image files: checkpoints, weights,
+    JSON, Markdown, plots. Returns ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _write_atomically(path: Path, encode: Any, overwrite: bool) -> None:

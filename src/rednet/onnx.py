@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor
 
 from rednet.infer import auto_tile, margin_for, self_ensemble, tiled
+from rednet.io import replace_atomically
 from rednet.model import REDNet, REDNetConfig
 
 __all__ = ["CONFIG_KEY", "OnnxModel", "export_onnx", "restore_onnx"]
@@ -83,30 +83,24 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(model).to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with torch.no_grad():
-            program = torch.onnx.export(
-                net,
-                (_example_input(net.config),),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={"x": dims},
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
-        proto = program.model_proto
-        props = {CONFIG_KEY: json.dumps(asdict(net.config))}
-        if card is not None:
-            props[CARD_KEY] = json.dumps(card)
-        onnx.helper.set_model_props(proto, props)
-        onnx.save_model(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with torch.no_grad():
+        program = torch.onnx.export(
+            net,
+            (_example_input(net.config),),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={"x": dims},
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    proto = program.model_proto
+    props = {CONFIG_KEY: json.dumps(asdict(net.config))}
+    if card is not None:
+        props[CARD_KEY] = json.dumps(card)
+    onnx.helper.set_model_props(proto, props)
+    return replace_atomically(path, lambda tmp: onnx.save_model(proto, str(tmp)))
 
 
 class OnnxModel:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rednet.io import replace_atomically
+
 log = logging.getLogger(__name__)
 
 __all__ = ["DenoiseReport", "plot_run", "render_denoise_report", "render_runs_table", "run_denoise_report"]
@@ -52,14 +54,10 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
         ax.grid(True, alpha=0.3)
     fig.suptitle(run_dir.name)
     fig.tight_layout()
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, output)
+        return replace_atomically(output, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return output
 
 
 # Published PSNR (dB) at sigma = 15 / 25 / 50, from protocol.md section 3 (the sources' own tables).
@@ -290,16 +288,9 @@ def render_denoise_report(records: list[dict[str, Any]], report: DenoiseReport, 
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write ``text`` to ``path`` (folders made as needed) through a temporary file and a rename."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def render_runs_table(run_dirs: list[str | Path]) -> str:

@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from rednet.data import Corruption, Levels, PatchDataset, data_root, load_training_images
+from rednet.io import replace_atomically
 from rednet.model import REDNet, REDNetConfig, convert_channels
 
 __all__ = ["TrainConfig", "hardware", "load_checkpoint", "train"]
@@ -256,21 +257,11 @@ def _training_folder(name: str, root: str | None) -> Path:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

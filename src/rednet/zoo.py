@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rednet.io import replace_atomically
 from rednet.model import REDNet, REDNetConfig
 
 __all__ = [
@@ -130,13 +131,7 @@ def save_weights(path: str | Path, model: REDNet, card: dict[str, Any]) -> Path:
         (path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata)),
         (path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n")),
     ]:
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            write(tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        replace_atomically(target, lambda tmp, write=write: (write(tmp), os.chmod(tmp, 0o644)))
     return path
 
 
