@@ -406,7 +406,8 @@ def train(
         torch.set_rng_state(checkpoint["torch_rng"])
         meta = json.loads((run_dir / "config.json").read_text()).get("meta", {}) if ddp.is_main else {}
         now = hardware(device, ddp.world)
-        if meta and now not in meta.get("hardware", ""):
+        # "A; from step S: B": the machine of the latest stretch is what follows the last ": ".
+        if meta and meta.get("hardware", "").split("; from step ")[-1].split(": ", 1)[-1] != now:
             meta["hardware"] = f"{meta['hardware']}; from step {step}: {now}"
     net: torch.nn.Module = model
     if ddp.world > 1:
