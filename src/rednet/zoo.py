@@ -52,8 +52,9 @@ class ModelEntry:
 
 
 WEIGHTS: dict[str, ModelEntry] = {
-    # Blind gray denoiser, sigma 0-75; work in progress (6,000 steps on CPU; see its card).
+    # Blind denoisers, sigma 0-75, trained on CPU (see their cards for the runs and their cost).
     "denoise-gray": ModelEntry("denoise-gray.safetensors", task="denoise", channels=1),
+    "denoise-color": ModelEntry("denoise-color.safetensors", task="denoise", channels=3),
 }
 """The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
