@@ -98,13 +98,17 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1 / np.mean((a - b) ** 2)))
 
 
-def test_shipped_denoiser_keeps_16_bit_depth_and_improves_a_noisy_16_bit_png(tmp_path):
+def test_shipped_denoiser_keeps_16_bit_depth_and_improves_a_noisy_16_bit_png(tmp_path, capsys):
+    import json
+
     import cv2
 
     clean, noisy = _noisy_crop(color=False)
     src, out = tmp_path / "deep.png", tmp_path / "out.png"
     cv2.imwrite(str(src), np.round(noisy * 65535).astype(np.uint16))
-    assert main(["restore", "--task", "denoise", "--sigma", "25", str(src), "-o", str(out)]) == 0
+    assert main(["restore", "--task", "denoise", "--sigma", "25", str(src), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sigma"] == 25 and summary["sigma_used"] is False  # blind: for information only
     result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert result.dtype == np.uint16 and result.shape == (64, 64)
     assert _psnr(result / 65535, clean) > _psnr(noisy, clean) + 5

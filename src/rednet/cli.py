@@ -597,6 +597,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             "processes": world,
             "bf16": bf16,
             "device": str(device),
+            **({"sigma": args.sigma, "sigma_used": False} if args.task == "denoise" else {}),
             "results": results,
         }
         if args.json:
