@@ -108,8 +108,12 @@ def test_report_cells_measured_in_parallel_equal_the_serial_ones(data_root):
         datasets=("Set12",), sigmas=(15, 50), methods=("noisy", "rednet"), limit=1, data_root=str(data_root)
     )
     serial, parallel = run_denoise_report(report), run_denoise_report(report, jobs=2)
-    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in serial]
-    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in parallel]
+
+    # Same values; SSIM's float sums may differ in the last bit with the thread count (1 per worker).
+    def comparable(r):
+        return {k: round(v, 9) if k == "ssim" else v for k, v in r.items() if k != "seconds"}
+
+    assert [comparable(r) for r in serial] == [comparable(r) for r in parallel]
     assert [(r["method"], r["sigma"]) for r in serial] == [
         ("noisy", 15),
         ("noisy", 50),
