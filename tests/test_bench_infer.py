@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
 
-from rednet.bench import INFER_VARIANTS, bench_infer, bench_memory, macs_per_pixel
+from rednet.bench import INFER_VARIANTS, bench_infer, bench_memory, macs_per_pixel, paired_rounds
 from rednet.model import REDNetConfig
+
+SMALL_PEAK = {"peak_size": 256, "peak_seconds": 0.01}  # a small matmul: tests time behaviour, not the machine
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +23,9 @@ def one_thread():
 
 def test_bench_infer_reports_speed_peak_fraction_and_psnr_per_variant():
     variants = ["fp32", "strided-fp32", "ensemble-fp32", "onnx-fp32"]
-    result = bench_infer(model="red10", width=8, size=64, seconds=0.2, bm3d=False, variants=variants)
+    result = bench_infer(
+        model="red10", width=8, size=64, seconds=0.2, bm3d=False, variants=variants, **SMALL_PEAK
+    )
     json.dumps(result)  # JSON-ready
     assert result["benchmark"] == "infer"
     assert result["tile"] is None  # "auto": one pass up to 512 x 512
@@ -38,15 +43,40 @@ def test_bench_infer_reports_speed_peak_fraction_and_psnr_per_variant():
             "psnr_db",
         ):
             assert v[key] > 0, (v["name"], key)
-        assert v["runs"] >= 1
-        assert v["peak_fraction"] == pytest.approx(v["gflops"] / v["peak_gflops"])
+        assert v["rounds"] >= 3
+        low, high = v["peak_fraction_range"]
+        assert low <= v["peak_fraction"] <= high
+        assert v["peak_fraction_of_max"] == pytest.approx(v["gflops"] / result["peak_gflops_max"]["fp32"])
         assert v["megapixels_per_s"] == pytest.approx(64 * 64 / 1e6 / v["seconds_per_image"])
     fp32, strided, ensemble, onnx = result["variants"]
     assert strided["stride"] == 2 and ensemble["ensemble"]
     passes = 8 * macs_per_pixel(REDNetConfig(depth=10, width=8, skip_every=0))
     assert ensemble["gflops"] == pytest.approx(2 * passes * 64 * 64 / ensemble["seconds_per_image"] / 1e9)
     assert onnx["psnr_db"] == pytest.approx(fp32["psnr_db"], abs=1e-3)  # same weights, same image
-    assert set(result["peak_gflops"]) == {"fp32"}  # one matmul peak per dtype
+    assert set(result["peak_gflops"]) == set(result["peak_gflops_max"]) == {"fp32"}  # peaks per dtype
+    assert result["peak_gflops"]["fp32"] <= result["peak_gflops_max"]["fp32"]
+
+
+def test_peak_fraction_is_the_median_of_ratios_paired_round_by_round():
+    # A machine that runs at full speed, then at half speed: each round's workload is compared with the
+    # peak measured in the same round, so the fraction stays 0.5 while either median alone would mislead.
+    speeds = iter([1.0, 1.0, 0.5, 0.5, 0.5])
+    clock = {"speed": 1.0}
+
+    def peak() -> float:
+        clock["speed"] = next(speeds)
+        return 100e9 * clock["speed"]
+
+    def run() -> None:
+        time.sleep(0.02 / clock["speed"])  # 1 GFLOP of work at 50 GFLOP/s x speed
+
+    rounds, _ = paired_rounds(run, peak, torch.device("cpu"), seconds=0, min_rounds=5)
+    figures = rounds.summary(1e9 * 0.02 * 50)
+    assert figures["rounds"] == 5
+    assert figures["peak_fraction"] == pytest.approx(0.5, rel=0.1)
+    assert figures["peak_gflops"] == pytest.approx(50)
+    low, high = figures["peak_fraction_range"]
+    assert low <= figures["peak_fraction"] <= high
 
 
 def test_bench_infer_compares_bf16_with_fp32_and_skips_a_slow_compile():
@@ -59,6 +89,7 @@ def test_bench_infer_compares_bf16_with_fp32_and_skips_a_slow_compile():
         bm3d=False,
         variants=["fp32", "bf16", "fp32-compile"],
         compile_timeout=0.01,
+        **SMALL_PEAK,
     )
     fp32, bf16, compiled = result["variants"]
     assert bf16["psnr_change_vs_fp32_db"] == pytest.approx(bf16["psnr_db"] - fp32["psnr_db"])
@@ -88,7 +119,13 @@ def test_bench_infer_with_weights_uses_their_config_and_flags_random_strided_wei
     config = REDNetConfig(depth=10, width=8, skip_every=0)
     path = save_weights(tmp_path / "w.safetensors", REDNet(config), {"name": "test"})
     result = bench_infer(
-        model="red30", size=32, seconds=0.05, bm3d=False, variants=["fp32", "strided-fp32"], weights=path
+        model="red30",
+        size=32,
+        seconds=0.05,
+        bm3d=False,
+        variants=["fp32", "strided-fp32"],
+        weights=path,
+        **SMALL_PEAK,
     )
     assert (result["model"], result["depth"], result["width"]) == ("red10", 10, 8)
     fp32, strided = result["variants"]

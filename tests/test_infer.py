@@ -94,6 +94,32 @@ def test_gray_image_with_a_colour_model_gives_one_channel():
     assert (restore(model, x) - x).abs().max() < 1e-6
 
 
+_FAULTS = """
+import resource, sys, torch
+from rednet.infer import reuse_freed_memory
+if sys.argv[1] == "on":
+    assert reuse_freed_memory()
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+x = torch.ones(16 << 20)  # 64 MiB, touched, then freed
+del x
+before = faults()
+y = torch.ones(16 << 20)
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_reuse_freed_memory_lets_the_next_large_tensor_reuse_touched_pages():
+    def faults(mode: str) -> int:
+        command = [sys.executable, "-c", _FAULTS, mode]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        return int(done.stdout.split()[-1])
+
+    default, reused = faults("off"), faults("on")
+    assert default >= 1000  # glibc's default: a fresh mmap, every 4 KiB page faulted in again
+    assert reused < default / 10
+
+
 def test_restore_clamps_and_does_not_modify_its_input():
     model = random_model()
     x = torch.rand(1, 1, 16, 16) * 1.5 - 0.25

@@ -4,13 +4,18 @@ RSS of restoring a large image).
 
 Speed is never compared across runs by wall time alone: every benchmark also times a large matrix product
 in the same dtype, on the same device, in the same run, and reports ``peak_fraction`` = achieved FLOP/s over
-that matmul's FLOP/s, a ratio that carries from machine to machine.
+that matmul's FLOP/s, a ratio that carries from machine to machine. The two are measured in alternating
+rounds (:func:`paired_rounds`: a peak, then the workload, again and again) and the fraction is the median of
+the per-round ratios, because a shared or cloud machine's speed drifts by tens of percent within a minute
+and a peak measured once, before or after, compares the workload with a different machine. The largest peak
+seen in the run is reported too (``peak_fraction_of_max``), the most conservative reading.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import statistics
 import tempfile
 import threading
 import time
@@ -33,6 +38,7 @@ __all__ = [
     "bench_train",
     "macs_per_pixel",
     "matmul_peak",
+    "paired_rounds",
 ]
 
 DEPTHS = {"red10": 10, "red20": 20, "red30": 30}
@@ -77,6 +83,62 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, *, size: int = 2048, s
     return max(2 * size**3 / mm, 2 * size * size * side * side / conv)
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """Alternating measurements of a workload and of the matmul peak (see :func:`paired_rounds`).
+
+    Attributes:
+        seconds: seconds of each timed call of the workload, one per round.
+        peaks: FLOP/s of the matmul peak measured just before each call.
+    """
+
+    seconds: list[float]
+    peaks: list[float]
+
+    def summary(self, flop: float) -> dict[str, Any]:
+        """JSON-ready figures for a workload of ``flop`` floating-point operations per call: medians of the
+        call time and of the peak, achieved GFLOP/s at the median time, and ``peak_fraction`` = the median of
+        the per-round ratios (achieved / peak of the same round), with their range."""
+        ratios = [flop / t / p for t, p in zip(self.seconds, self.peaks, strict=True)]
+        return {
+            "rounds": len(self.seconds),
+            "gflops": flop / statistics.median(self.seconds) / 1e9,
+            "peak_gflops": statistics.median(self.peaks) / 1e9,
+            "peak_fraction": statistics.median(ratios),
+            "peak_fraction_range": [min(ratios), max(ratios)],
+        }
+
+
+def paired_rounds(
+    run: Callable[[], Any],
+    peak: Callable[[], float],
+    device: torch.device,
+    *,
+    seconds: float,
+    min_rounds: int = 3,
+) -> tuple[Rounds, Any]:
+    """Alternate ``peak()`` (a FLOP/s measurement) and one timed call of ``run`` for at least ``min_rounds``
+    rounds and at least ``seconds`` in all; ``run`` should be warmed up.
+
+    Returns:
+        (the rounds, the last output of ``run``).
+    """
+    times: list[float] = []
+    peaks: list[float] = []
+    out = None
+    start = time.perf_counter()
+    while len(times) < min_rounds or time.perf_counter() - start < seconds:
+        peaks.append(peak())
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        out = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return Rounds(times, peaks), out
+
+
 def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
@@ -95,13 +157,20 @@ def bench_train(
     channels_last: bool = True,
     seconds: float = 10.0,
     data_task: str = "denoise",
+    peak_size: int = 2048,
+    peak_seconds: float = 0.5,
 ) -> dict[str, Any]:
     """Training throughput of one configuration, the matmul peak, and the data pipeline's own rate.
 
+    Training steps and matmul peaks (``peak_size``-cubed products, ``peak_seconds`` each) alternate for at
+    least ``seconds`` and 3 rounds (:func:`paired_rounds`).
+
     Returns:
-        JSON-ready dict: ``patches_per_s``, ``tflops`` (achieved, counting a training step as 3 forward
-        passes: forward, input gradients, weight gradients), ``peak_tflops`` (matmul in the same dtype),
-        ``peak_fraction``, ``data_patches_per_s`` and ``data_over_model`` (must be >= 3 to keep up).
+        JSON-ready dict: ``patches_per_s`` (at the median step time), ``tflops`` (achieved, counting a
+        training step as 3 forward passes: forward, input gradients, weight gradients), ``peak_tflops``
+        (median matmul peak in the same dtype), ``peak_fraction`` (median of the per-round ratios) and its
+        ``peak_fraction_range``, ``peak_fraction_of_max`` (against the largest peak of the run),
+        ``data_patches_per_s`` and ``data_over_model`` (must be >= 3 to keep up).
     """
     from rednet.train import hardware
 
@@ -129,10 +198,16 @@ def bench_train(
         loss.backward()
         optimizer.step()
 
-    step_s = _timed(step, dev, min_seconds=seconds, min_reps=3)
+    matmul_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    step()  # warm-up
+
+    def peak() -> float:
+        return matmul_peak(matmul_dtype, dev, size=peak_size, seconds=peak_seconds)
+
+    rounds, _ = paired_rounds(step, peak, dev, seconds=seconds)
+    step_s = statistics.median(rounds.seconds)
     patches_per_s = batch_size / step_s
-    flops = 3 * 2 * macs_per_pixel(config) * patch_size**2 * patches_per_s
-    peak = matmul_peak(torch.bfloat16 if dtype == "bf16" else torch.float32, dev)
+    figures = rounds.summary(3 * 2 * macs_per_pixel(config) * patch_size**2 * batch_size)
     data_rate = bench_data(task=data_task, channels=channels, patch_size=patch_size)
     return {
         "benchmark": "train",
@@ -149,9 +224,13 @@ def bench_train(
         "patch_size": patch_size,
         "step_s": step_s,
         "patches_per_s": patches_per_s,
-        "tflops": flops / 1e12,
-        "peak_tflops": peak / 1e12,
-        "peak_fraction": flops / peak,
+        "rounds": figures["rounds"],
+        "tflops": figures["gflops"] / 1e3,
+        "peak_tflops": figures["peak_gflops"] / 1e3,
+        "peak_fraction": figures["peak_fraction"],
+        "peak_fraction_range": figures["peak_fraction_range"],
+        "peak_tflops_max": max(rounds.peaks) / 1e12,
+        "peak_fraction_of_max": figures["gflops"] * 1e9 / max(rounds.peaks),
         "data_task": data_task,
         "data_patches_per_s": data_rate,
         "data_over_model": data_rate / patches_per_s,
@@ -265,19 +344,6 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _timed_output(
-    run: Callable[[], Tensor], device: torch.device, *, seconds: float
-) -> tuple[float, int, Tensor]:
-    """(seconds per call, calls, last output) of a warmed-up ``run``: >= 1 call and >= ``seconds``."""
-    reps, start = 0, time.perf_counter()
-    while reps < 1 or time.perf_counter() - start < seconds:
-        out = run()
-        reps += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / reps, reps, out
-
-
 def bench_infer(
     *,
     model: str = "red30",
@@ -292,12 +358,16 @@ def bench_infer(
     sigma: float = 25.0,
     seed: int = 0,
     compile_timeout: float = 120.0,
+    peak_size: int = 2048,
+    peak_seconds: float = 0.5,
 ) -> dict[str, Any]:
     """Inference speed of several variants on one denoising image, against the matmul peak, and BM3D.
 
     Every variant restores the same noisy photo with :func:`rednet.infer.restore` (channels-last, tile
     "auto": one pass up to 512 x 512, else 512 px tiles) or :func:`rednet.onnx.restore_onnx`, after one
-    warm-up pass, for at least ``seconds`` and at least one whole image.
+    warm-up pass, in rounds that alternate one whole image with a matmul peak in the variant's dtype
+    (``peak_size``-cubed, ``peak_seconds``), for at least ``seconds`` and at least 3 rounds
+    (:func:`paired_rounds`).
 
     Args:
         model: "red10", "red20" or "red30" (ignored when ``weights`` is given).
@@ -318,10 +388,13 @@ def bench_infer(
 
     Returns:
         JSON-ready dict. ``variants`` is a list with, per variant, its settings and ``megapixels_per_s``,
-        ``gflops`` (achieved: 2 x :func:`macs_per_pixel` x pixels per forward pass, 8 passes for the
-        ensemble; tile margins are not counted), ``peak_gflops`` (the matmul peak in that dtype, measured
-        once per dtype in this run; fp32 for onnxruntime), ``peak_fraction`` and ``psnr_db`` against the clean
-        image; or ``skipped`` with the reason. ``bf16_psnr_change_db`` = bf16 PSNR - fp32 PSNR (eager).
+        ``seconds_per_image`` (median), ``gflops`` (achieved at the median time: 2 x :func:`macs_per_pixel` x
+        pixels per forward pass, 8 passes for the ensemble; tile margins are not counted), ``peak_gflops``
+        (median of the variant's matmul peaks in its dtype; fp32 for onnxruntime), ``peak_fraction`` (median
+        of the per-round ratios) with ``peak_fraction_range``, ``peak_fraction_of_max`` (against the largest
+        peak of that dtype in the whole run) and ``psnr_db`` against the clean image; or ``skipped`` with the
+        reason. ``bf16_psnr_change_db`` = bf16 PSNR - fp32 PSNR (eager). ``peak_gflops`` and
+        ``peak_gflops_max`` at the top level: median and largest peak per dtype over the run.
 
     Raises:
         ValueError: for an unknown model or variant name, or a bad size, channel count or device.
@@ -354,7 +427,7 @@ def bench_infer(
     clean, noisy = _bench_images(size, config.channels, sigma, seed)
     clean, noisy = clean.to(dev), noisy.to(dev)
     tile = auto_tile(size, size)
-    peaks: dict[str, float] = {}
+    peaks: dict[str, list[float]] = {}
     results: list[dict[str, Any]] = []
     for name in names:
         v = INFER_VARIANTS[name]
@@ -418,24 +491,27 @@ def bench_infer(
                 return restore(m, noisy, tile=tile, bf16=b, ensemble=e)
 
             restore(net, warm, tile=None, bf16=bf16)
-        per_image, reps, out = _timed_output(run, dev, seconds=seconds)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+
+        def peak(d: torch.dtype = dtype) -> float:
+            return matmul_peak(d, dev, size=peak_size, seconds=peak_seconds)
+
+        rounds, out = paired_rounds(run, peak, dev, seconds=seconds)
         if v.engine == "compile":
             torch._dynamo.reset()
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        if v.dtype not in peaks:
-            peaks[v.dtype] = matmul_peak(dtype, dev)
-        flops = 2 * macs_per_pixel(cfg) * size * size * (8 if v.ensemble else 1) / per_image
+        peaks.setdefault(v.dtype, []).extend(rounds.peaks)
+        per_image = statistics.median(rounds.seconds)
         record.update(
             {
                 "seconds_per_image": per_image,
-                "runs": reps,
                 "megapixels_per_s": size * size / per_image / 1e6,
-                "gflops": flops / 1e9,
-                "peak_gflops": peaks[v.dtype] / 1e9,
-                "peak_fraction": flops / peaks[v.dtype],
+                **rounds.summary(2 * macs_per_pixel(cfg) * size * size * (8 if v.ensemble else 1)),
                 "psnr_db": psnr(out, clean).item(),
             }
         )
+    for r in results:
+        if "gflops" in r:
+            r["peak_fraction_of_max"] = r["gflops"] * 1e9 / max(peaks[r["dtype"]])
     by_name = {r["name"]: r for r in results if "psnr_db" in r}
     for r in results:
         if r["dtype"] == "bf16" and "psnr_db" in r:
@@ -460,7 +536,8 @@ def bench_infer(
         "noisy_psnr_db": psnr(noisy, clean).item(),
         "tile": tile,
         "macs_per_pixel": macs_per_pixel(config),
-        "peak_gflops": {k: p / 1e9 for k, p in peaks.items()},
+        "peak_gflops": {k: statistics.median(p) / 1e9 for k, p in peaks.items()},
+        "peak_gflops_max": {k: max(p) / 1e9 for k, p in peaks.items()},
         "variants": results,
         "bf16_psnr_change_db": by_name["bf16"]["psnr_change_vs_fp32_db"]
         if "psnr_change_vs_fp32_db" in by_name.get("bf16", {})
@@ -494,8 +571,10 @@ def bench_infer(
 _MEMORY_CHILD = """
 import json, resource, sys, time
 import torch
-from rednet.infer import restore
+from rednet.infer import restore, reuse_freed_memory
 from rednet.model import REDNet, REDNetConfig
+
+reuse_freed_memory()  # as the rednet command does
 
 def peak_kib():
     # VmHWM: the peak RSS of this process image alone (ru_maxrss also counts the parent's RSS at spawn)

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -24,7 +26,15 @@ from torch import Tensor
 from rednet.metrics import rgb_to_ycbcr, ycbcr_to_rgb
 from rednet.model import REDNet, receptive_field
 
-__all__ = ["DIHEDRAL", "auto_tile", "margin_for", "restore", "self_ensemble", "tiled"]
+__all__ = [
+    "DIHEDRAL",
+    "auto_tile",
+    "margin_for",
+    "restore",
+    "reuse_freed_memory",
+    "self_ensemble",
+    "tiled",
+]
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -107,6 +117,31 @@ def tiled(fn: Fn, x: Tensor, *, tile: int, margin: int, align: int = 1, progress
 def auto_tile(h: int, w: int, limit: int = 512) -> int | None:
     """Default tile: None (one pass) up to ``limit`` x ``limit`` pixels, else ``limit`` (bounded memory)."""
     return None if h * w <= limit * limit else limit
+
+
+def reuse_freed_memory(limit: int = 1 << 30) -> bool:
+    """Make glibc's ``malloc`` keep freed blocks of up to ``limit`` bytes for reuse (process-wide).
+
+    Every layer of a RED-Net writes a fresh activation of tens to hundreds of MB. By default glibc serves
+    such blocks with ``mmap`` and returns them to the system when freed, so each layer first touches brand-new
+    pages, and the page faults cost more than a third of a RED30 forward pass on a 2-core VM here (a 542 x
+    542 tile: 4.1-5.4 s by default, 3.1-3.3 s with this; training steps ~9 % faster). With it, blocks come
+    from the heap (``M_MMAP_THRESHOLD``) and freed memory stays with the process (``M_TRIM_THRESHOLD``), so
+    the resident size stays at its peak after a large image instead of shrinking; the peak itself is
+    unchanged. The ``rednet`` command line calls this at start; library users may.
+
+    Returns:
+        True where it took effect (Linux with glibc), False elsewhere (nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl, or no C library by that name
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, 2 * limit))
 
 
 def _model_fn(model: REDNet, *, bf16: bool, channels_last: bool) -> Fn:
