@@ -76,7 +76,16 @@ def _starts(length: int, tile: int) -> list[int]:
     return list(range(0, length, tile))
 
 
-def tiled(fn: Fn, x: Tensor, *, tile: int, margin: int, align: int = 1, progress: bool = False) -> Tensor:
+def tiled(
+    fn: Fn,
+    x: Tensor,
+    *,
+    tile: int,
+    margin: int,
+    align: int = 1,
+    progress: bool = False,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> Tensor:
     """Apply ``fn`` block by block so that the result equals ``fn(x)`` for a translation-equivariant ``fn``
     whose output pixels depend on at most ``margin`` input pixels on each side.
 
@@ -88,6 +97,8 @@ def tiled(fn: Fn, x: Tensor, *, tile: int, margin: int, align: int = 1, progress
             pass sees the same border).
         align: block windows start on multiples of this (the stride of a strided model).
         progress: show a progress bar over the blocks.
+        on_tile: called as ``on_tile(done, total)`` with 0 done before the first block and after each block
+            (in the caller's thread; an exception it raises stops the work).
 
     Returns:
         (N, C, H, W) float32.
@@ -104,13 +115,17 @@ def tiled(fn: Fn, x: Tensor, *, tile: int, margin: int, align: int = 1, progress
         from tqdm import tqdm
 
         iterator = tqdm(blocks, desc="tiles", unit="tile", leave=False)
-    for top, left in iterator:
+    if on_tile is not None:
+        on_tile(0, len(blocks))
+    for done, (top, left) in enumerate(iterator, 1):
         bottom, right = min(top + tile, h), min(left + tile, w)
         y0, x0 = max(0, top - margin), max(0, left - margin)
         y0, x0 = y0 - y0 % align, x0 - x0 % align
         y1, x1 = min(h, bottom + margin), min(w, right + margin)
         result = fn(x[..., y0:y1, x0:x1])
         out[..., top:bottom, left:right] = result[..., top - y0 : bottom - y0, left - x0 : right - x0].float()
+        if on_tile is not None:
+            on_tile(done, len(blocks))
     return out
 
 
@@ -167,6 +182,7 @@ def restore(
     bf16: bool = False,
     channels_last: bool = True,
     progress: bool = False,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """Restore a batch with ``model``.
 
@@ -178,6 +194,8 @@ def restore(
         bf16: bfloat16 autocast (fast on CPUs with AVX-512 BF16 / AMX and on GPUs).
         channels_last: channels-last memory format (faster with oneDNN).
         progress: progress bar over tiles.
+        on_tile: called as ``on_tile(done, total)`` before the first tile and after each one (a one-pass
+            restore counts as one tile), for progress reports.
 
     Returns:
         (N, C, H, W) float32, clamped to [0, 1], on ``x``'s device (an inference-mode tensor: no autograd).
@@ -192,7 +210,7 @@ def restore(
         ycbcr = rgb_to_ycbcr(source)
         del source
         options = {"tile": tile, "ensemble": ensemble, "bf16": bf16, "channels_last": channels_last}
-        ycbcr[:, :1] = restore(model, ycbcr[:, :1], progress=progress, **options)
+        ycbcr[:, :1] = restore(model, ycbcr[:, :1], progress=progress, on_tile=on_tile, **options)
         for top in range(0, ycbcr.shape[-2], 256):  # back to RGB in place, a band of rows at a time
             band = ycbcr[..., top : top + 256, :]
             band.copy_(ycbcr_to_rgb(band))
@@ -206,6 +224,7 @@ def restore(
             bf16=bf16,
             channels_last=channels_last,
             progress=progress,
+            on_tile=on_tile,
         )
         return rgb.mean(dim=1, keepdim=True).to(x.device)
     fn = _model_fn(model, bf16=bf16, channels_last=channels_last)
@@ -221,10 +240,16 @@ def restore(
     model.eval()
     try:
         if tile is None:
+            if on_tile is not None:
+                on_tile(0, 1)
             out = fn(source)
+            if on_tile is not None:
+                on_tile(1, 1)
         else:
             margin, align = margin_for(model), model.config.stride
-            out = tiled(fn, source, tile=int(tile), margin=margin, align=align, progress=progress)
+            out = tiled(
+                fn, source, tile=int(tile), margin=margin, align=align, progress=progress, on_tile=on_tile
+            )
     finally:
         model.train(was_training)
     return out.float().clamp_(0, 1).to(x.device)
