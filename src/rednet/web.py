@@ -1,0 +1,1111 @@
+"""``rednet serve``: a web page and a JSON HTTP API that restore uploaded images, in one process.
+
+The app (FastAPI, served by uvicorn) is made by :func:`create_app` from a :class:`ServeSettings`:
+
+* ``GET /`` the page (``static/index.html``: pick, drop or paste an image, restore it, compare before and
+  after with a slider and a zoomed crop, download the result; a demo button restores a built-in sample).
+* ``POST /v1/restore`` multipart ``image`` + ``task``, ``level``, ``model``, ``ensemble``, ``fast``,
+  ``format`` -> the restored image (PNG, or the input's format) with ``Server-Timing`` headers.
+* ``POST /v1/jobs`` the same fields -> ``{"id": ...}`` at once (202); ``GET /v1/jobs/{id}`` its state and
+  tile progress; ``GET /v1/jobs/{id}/result`` the image; ``GET /v1/jobs/{id}/input`` a PNG preview of what
+  the model saw (with ``preview=true``); ``DELETE /v1/jobs/{id}`` cancels it.
+* ``GET /v1/models`` the shipped models with their cards, the tasks they cover and the server's limits;
+  ``GET /v1/demo`` the noisy sample; ``GET /healthz``; ``GET /openapi.json`` and ``/docs``.
+
+Restores run in a thread pool of ``workers`` threads behind a bounded queue: an upload that finds
+``workers + queue_size`` jobs already accepted gets HTTP 503 with ``Retry-After``, while the page, the job
+states and ``/healthz`` keep answering (PyTorch releases the GIL while it computes). Uploads are checked
+before any work: the body size (413, also for uploads without ``Content-Length``), the format by content
+sniffing, never the file name (415), the pixel count from the header before decoding (413: a decompression
+bomb costs nothing), and truncated or corrupt files (400). Uploaded bytes are written only to a private
+temporary folder, read back with :func:`rednet.io.read_image` and deleted at once; the folder goes when the
+server stops. The client never names a file-system path: ``model`` must be a shipped model's name, and the
+upload's file name is only used, sanitised, to name the download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import http.client
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+import torch
+from fastapi import Depends, FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from torch import Tensor
+
+from rednet import __version__, degrade, io, zoo
+from rednet.infer import restore
+
+__all__ = ["TASKS", "ServeSettings", "bench_serve", "create_app", "demo_sample", "serve"]
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("denoise", "sr", "jpeg", "deblur", "inpaint")
+"""The task names of ``rednet restore --task``."""
+
+Task = Literal["denoise", "sr", "jpeg", "deblur", "inpaint"]
+
+LEVELS: dict[str, dict[str, Any]] = {
+    "denoise": {"name": "sigma", "min": 0, "max": 255, "required": False, "help": "noise std, 0-255 scale"},
+    "sr": {"name": "scale", "choices": [2, 3, 4], "required": True, "help": "enlargement factor"},
+    "jpeg": {"name": "quality", "min": 1, "max": 100, "required": False, "help": "JPEG quality of the input"},
+    "deblur": {"name": None, "required": False, "help": "no level"},
+    "inpaint": {"name": None, "required": False, "help": "no level"},
+}
+"""What ``level`` means per task (as ``--sigma``, ``--scale``, ``--quality`` of ``rednet restore``)."""
+
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_OUTPUT_TYPES = {  # Pillow format read -> (suffix written, media type)
+    "PNG": (".png", "image/png"),
+    "JPEG": (".jpg", "image/jpeg"),
+    "MPO": (".jpg", "image/jpeg"),
+    "TIFF": (".tif", "image/tiff"),
+    "BMP": (".bmp", "image/bmp"),
+    "WEBP": (".webp", "image/webp"),
+}
+_STATIC = Path(__file__).resolve().parent / "static"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How ``rednet serve`` runs; every field is a ``rednet serve`` flag.
+
+    Attributes:
+        host: address to bind; loopback unless told otherwise (anyone who can reach it may use it).
+        port: TCP port.
+        max_upload_bytes: largest request body accepted (HTTP 413 above it).
+        max_pixels: largest image accepted, width x height from the file header, before decoding, and
+            also of the model's input after the ``sr`` enlargement (HTTP 413 above it).
+        queue_size: accepted jobs that may wait for a worker; one more upload gets HTTP 503 + Retry-After.
+        workers: restores that run at once (threads; each uses ``threads`` cores).
+        threads: PyTorch threads (None: PyTorch's default, one per core).
+        tile: tile side of the restore (progress is reported per tile; memory is bounded by it).
+        bf16: bfloat16 autocast; None = on for GPUs and CPUs with native bf16 (as ``rednet restore``).
+        device: "auto" (cuda if present), "cpu" or "cuda".
+        result_ttl_s: seconds a finished job's result is kept for ``GET /v1/jobs/{id}/result``.
+        keep_results: most finished jobs kept at once (the oldest go first).
+        temp_dir: where the private upload folder is made (None: the system's temporary folder).
+        allowed_hosts: ``Host`` header values accepted (None: the loopback names when bound to loopback,
+            anything otherwise); guards a loopback server against DNS rebinding.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 16_000_000
+    queue_size: int = 4
+    workers: int = 1
+    threads: int | None = None
+    tile: int = 512
+    bf16: bool | None = None
+    device: str = "auto"
+    result_ttl_s: float = 600.0
+    keep_results: int = 16
+    temp_dir: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_bytes", "max_pixels", "workers", "tile", "keep_results"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.queue_size < 0:
+            raise ValueError(f"queue_size must be >= 0, got {self.queue_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1-65535, got {self.port}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    @property
+    def loopback(self) -> bool:
+        """Whether ``host`` is a loopback address (only this machine can connect)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def hosts(self) -> tuple[str, ...] | None:
+        """The ``Host`` names accepted (lower case, no port), or None for any."""
+        if self.allowed_hosts is not None:
+            return tuple(h.lower() for h in self.allowed_hosts)
+        return (*_LOOPBACK_NAMES, self.host.lower()) if self.loopback else None
+
+
+# --------------------------------------------------------------------------------------------------
+# jobs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One accepted upload, from decoding to its result; mutated by its worker thread only."""
+
+    id: str
+    task: str
+    level: float | None
+    model: str | None
+    ensemble: bool
+    fast: bool
+    output: str
+    preview: bool
+    download_name: str
+    state: str = "decoding"  # decoding, queued, running, done, failed, cancelled
+    created: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    finished: float | None = None
+    tiles_done: int = 0
+    tiles_total: int = 0
+    size: tuple[int, int] | None = None  # input (width, height)
+    out_size: tuple[int, int] | None = None
+    channels: int | None = None
+    error: tuple[int, str] | None = None
+    result: bytes | None = None
+    media_type: str = "image/png"
+    input_preview: bytes | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    future: Future | None = field(default=None, repr=False)
+
+    @property
+    def finished_state(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    def public(self, queue_position: int | None = None) -> dict[str, Any]:
+        """The JSON of ``GET /v1/jobs/{id}``."""
+        now = time.monotonic()
+        progress = self.tiles_done / self.tiles_total if self.tiles_total else 0.0
+        return {
+            "id": self.id,
+            "state": self.state,
+            "task": self.task,
+            "level": self.level,
+            "model": self.model,
+            "ensemble": self.ensemble,
+            "tiles_done": self.tiles_done,
+            "tiles_total": self.tiles_total,
+            "progress": 1.0 if self.state == "done" else round(progress, 4),
+            "queue_position": queue_position,
+            "elapsed_s": round((self.finished or now) - self.created, 3),
+            "width": self.size[0] if self.size else None,
+            "height": self.size[1] if self.size else None,
+            "out_width": self.out_size[0] if self.out_size else None,
+            "out_height": self.out_size[1] if self.out_size else None,
+            "timings_ms": self.timings_ms,
+            "error": None if self.error is None else {"status": self.error[0], "detail": self.error[1]},
+            "result": f"/v1/jobs/{self.id}/result" if self.state == "done" else None,
+            "input": f"/v1/jobs/{self.id}/input" if self.input_preview is not None else None,
+        }
+
+
+class BusyError(Exception):
+    """The job queue is full; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int, active: int) -> None:
+        super().__init__(f"busy: {active} jobs accepted, retry in {retry_after} s")
+        self.retry_after = retry_after
+        self.active = active
+
+
+class _CancelledError(Exception):
+    """Raised from the tile callback of a cancelled job."""
+
+
+class Service:
+    """The restore queue, the model cache and the private upload folder of one app."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._models: dict[str, torch.nn.Module] = {}
+        self._model_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rednet-restore")
+        self._durations: deque[float] = deque(maxlen=20)
+        self._temp: Path | None = None
+        self._demo: bytes | None = None
+        want_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
+        self.device = torch.device("cuda" if want_cuda else "cpu")
+        self.bf16 = _bf16_default(self.device) if settings.bf16 is None else settings.bf16
+
+    # -- queue ---------------------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self.settings.workers + self.settings.queue_size
+
+    def active(self) -> int:
+        return sum(not j.finished_state for j in self.jobs.values())
+
+    def reserve(self, job: Job) -> None:
+        """Accept ``job`` (state "decoding") or raise :class:`BusyError` when the queue is full."""
+        with self._lock:
+            self._purge()
+            active = self.active()
+            if active >= self.capacity:
+                raise BusyError(self._retry_after(active), active)
+            self.jobs[job.id] = job
+
+    def _retry_after(self, active: int) -> int:
+        """Seconds until a slot is likely free: the mean recent job time times the rounds ahead."""
+        mean = sum(self._durations) / len(self._durations) if self._durations else 5.0
+        rounds = max(1, active - self.capacity + 1)
+        return max(1, math.ceil(mean * rounds / self.settings.workers))
+
+    def queue_position(self, job: Job) -> int | None:
+        if job.state != "queued":
+            return None
+        return sum(j.state == "queued" and j.created < job.created for j in list(self.jobs.values())) + 1
+
+    def discard(self, job: Job) -> None:
+        with self._lock:
+            self.jobs.pop(job.id, None)
+
+    def start(self, job: Job, x: Tensor, info: io.ImageInfo) -> None:
+        job.state = "queued"
+        job.future = self._executor.submit(self._run, job, x, info)
+
+    def cancel(self, job: Job) -> None:
+        job.cancel.set()
+        if job.state == "queued" and job.future is not None and job.future.cancel():
+            self._finish(job, "cancelled")
+
+    def _finish(self, job: Job, state: str, error: tuple[int, str] | None = None) -> None:
+        job.state, job.error, job.finished = state, error, time.monotonic()
+
+    def _purge(self) -> None:
+        """Forget finished jobs past their time-to-live and all but the newest ``keep_results``."""
+        now = time.monotonic()
+        done = sorted((j for j in self.jobs.values() if j.finished_state), key=lambda j: j.finished or 0)
+        excess = len(done) - self.settings.keep_results
+        for i, j in enumerate(done):
+            if i < excess or now - (j.finished or now) > self.settings.result_ttl_s:
+                self.jobs.pop(j.id, None)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            self._purge()
+            return self.jobs.get(job_id)
+
+    # -- work ----------------------------------------------------------------------------------------
+
+    def temp_dir(self) -> Path:
+        with self._lock:
+            if self._temp is None:
+                self._temp = Path(tempfile.mkdtemp(prefix="rednet-serve-", dir=self.settings.temp_dir))
+            return self._temp
+
+    def model(self, name: str) -> torch.nn.Module:
+        with self._model_lock:
+            if name not in self._models:
+                self._models[name] = zoo.load(name, device=self.device)
+            return self._models[name]
+
+    def decode(self, job: Job, data: bytes) -> tuple[Tensor, io.ImageInfo]:
+        """Sniff and decode an upload (blocking); raises HTTPException with the 4xx for bad input."""
+        start = time.perf_counter()
+        path = self.temp_dir() / f"{job.id}.upload"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            _sniff(path, self.settings.max_pixels)
+            try:
+                x, info = io.read_image(path, max_pixels=self.settings.max_pixels)
+            except io.ImageError as e:
+                message = _client_message(e, path)
+                raise HTTPException(413 if "exceeds" in message else 400, message) from None
+        finally:
+            path.unlink(missing_ok=True)
+        job.size, job.channels = (x.shape[-1], x.shape[-2]), x.shape[1]
+        job.timings_ms["decode"] = _ms(start)
+        return x, replace(info, path=None)
+
+    def _run(self, job: Job, x: Tensor, info: io.ImageInfo) -> None:
+        if job.cancel.is_set():
+            self._finish(job, "cancelled")
+            return
+        job.state, job.started = "running", time.monotonic()
+        job.timings_ms["queue"] = round(
+            (job.started - job.created) * 1000 - job.timings_ms.get("decode", 0), 1
+        )
+
+        def on_tile(done: int, total: int) -> None:
+            if job.cancel.is_set():
+                raise _CancelledError
+            job.tiles_done, job.tiles_total = done, total
+
+        try:
+            start = time.perf_counter()
+            name = job.model or zoo.default_model(job.task, x.shape[1], fast=job.fast)
+            model, job.model = self.model(name), name
+            job.timings_ms["load"] = _ms(start)
+            alpha = info.alpha
+            if job.task == "sr":
+                scale = float(job.level or 0)
+                x = degrade.imresize(x, scale)
+                alpha = None if alpha is None else degrade.imresize(alpha, scale).clamp(0, 1)
+            start = time.perf_counter()
+            y = restore(
+                model, x, tile=self.settings.tile, ensemble=job.ensemble, bf16=self.bf16, on_tile=on_tile
+            )
+            job.timings_ms["restore"] = _ms(start)
+            start = time.perf_counter()
+            job.out_size = (y.shape[-1], y.shape[-2])
+            suffix, job.media_type = _OUTPUT_TYPES[info.format if job.output == "input" else "PNG"]
+            job.result = self._encode(job, y, replace(info, alpha=alpha), suffix)
+            if job.preview:
+                job.input_preview = self._encode(job, x.clamp(0, 1), None, ".png", "input")
+            job.timings_ms["encode"] = _ms(start)
+            self._durations.append(time.monotonic() - job.started)
+            self._finish(job, "done")
+        except _CancelledError:
+            self._finish(job, "cancelled")
+        except Exception as e:  # noqa: BLE001 - a failed job must be reported, and the worker must live on
+            logger.exception("job %s failed", job.id)
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self._finish(job, "failed", (500, f"restore failed: {reason}"))
+
+    def _encode(
+        self, job: Job, y: Tensor, info: io.ImageInfo | None, suffix: str, what: str = "result"
+    ) -> bytes:
+        path = self.temp_dir() / f"{job.id}.{what}{suffix}"
+        try:
+            io.write_image(path, y, info, overwrite=True)
+            return path.read_bytes()
+        finally:
+            path.unlink(missing_ok=True)
+
+    def demo(self) -> bytes:
+        """The demo upload: :func:`demo_sample` as an 8-bit PNG (made once)."""
+        if self._demo is None:
+            job_id = f"demo-{secrets.token_hex(4)}"
+            path = self.temp_dir() / f"{job_id}.png"
+            try:
+                io.write_image(path, demo_sample(), overwrite=True)
+                self._demo = path.read_bytes()
+            finally:
+                path.unlink(missing_ok=True)
+        return self._demo
+
+    def close(self) -> None:
+        for job in list(self.jobs.values()):
+            job.cancel.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
+def _bf16_default(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return True
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _client_message(error: Exception, path: Path) -> str:
+    """An io error message with the server's temporary path replaced by the word "upload"."""
+    return str(error).splitlines()[0].replace(str(path), "upload")
+
+
+def _sniff(path: Path, max_pixels: int) -> None:
+    """Identify the upload from its bytes (never its name) and check its size before any decoding.
+
+    Raises:
+        HTTPException: 415 for data that is not an image rednet reads, 413 above ``max_pixels``.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    supported = "PNG, JPEG, TIFF, BMP or WebP"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=("PNG", "JPEG", "TIFF", "BMP", "WEBP")) as im:
+                width, height = im.size
+    except UnidentifiedImageError:
+        raise HTTPException(415, f"upload: not an image rednet reads (send {supported})") from None
+    except Image.DecompressionBombError as e:  # above Pillow's own limit: only the pixel count is known
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise HTTPException(
+            413, _too_many_pixels(int(pixels.group(1)) if pixels else None, max_pixels)
+        ) from None
+    except Exception:  # noqa: BLE001 - a damaged header: read_image says what is wrong
+        return
+    if width * height > max_pixels:
+        raise HTTPException(413, _too_many_pixels(width * height, max_pixels, f"{width}x{height} = "))
+
+
+def _too_many_pixels(pixels: int | None, limit: int, dims: str = "") -> str:
+    size = f"{dims}{pixels / 1e6:.1f} megapixels" if pixels else "the image"
+    return (
+        f"upload: {size} exceeds this server's limit of {limit / 1e6:g} megapixels; refused before decoding "
+        "(rednet serve --max-megapixels)"
+    )
+
+
+def _download_name(filename: str | None, output: str, fmt: str) -> str:
+    """``NAME-restored.EXT`` from the client's file name: its last component, with safe characters only."""
+    stem = re.split(r"[\\/]", filename or "")[-1].rsplit(".", 1)[0]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:80] or "image"
+    return f"{stem}-restored{_OUTPUT_TYPES[fmt if output == 'input' else 'PNG'][0]}"
+
+
+def demo_sample(sigma: float = 25.0) -> Tensor:
+    """The demo button's input: the face of scikit-image's astronaut (a 256 x 256 crop) with Gaussian
+    noise of ``sigma`` (0-255 scale, seed 0, as ``rednet demo``), quantised to 8 bits.
+
+    Returns:
+        (1, 3, 256, 256) float32 in [0, 1].
+    """
+    from skimage import data
+
+    clean = io.array_to_tensor(data.astronaut()[16:272, 112:368].copy())
+    return degrade.quantize(degrade.gaussian_noise(clean, sigma, generator=np.random.default_rng(0)))
+
+
+# --------------------------------------------------------------------------------------------------
+# request checks
+# --------------------------------------------------------------------------------------------------
+
+
+class _TooLarge(HTTPException):
+    """Raised while the body streams in; FastAPI passes HTTPExceptions from body parsing through."""
+
+
+class _Guard:
+    """ASGI middleware: Host and Origin checks, the request-body limit, and security headers."""
+
+    def __init__(self, app: ASGIApp, settings: ServeSettings, csp: str) -> None:
+        self.app, self.settings, self.hosts, self.csp = app, settings, settings.hosts(), csp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if self.hosts is not None and _host_name(host) not in self.hosts:
+            await _reply(send, 421, f"host {host!r} is not served here (rednet serve --allowed-host)")
+            return
+        origin = headers.get("origin")
+        if origin and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():
+            await _reply(send, 403, f"cross-origin requests are refused (origin {origin})")
+            return
+        limit = self.settings.max_upload_bytes
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _reply(send, 413, _too_large(int(declared), limit))
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge(413, _too_large(received, limit, at_least=True))
+            return message
+
+        page = scope["path"] == "/"
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if page:
+                    extra.append((b"content-security-policy", self.csp.encode()))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, limited, secured)
+
+
+def _host_name(host: str) -> str:
+    """The name of a ``Host`` header without its port: ``[::1]:8000`` -> ``::1``, ``a:80`` -> ``a``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _too_large(size: int, limit: int, *, at_least: bool = False) -> str:
+    what = f"over {_bytes(limit)}" if at_least else _bytes(size)
+    return f"upload is {what}, over this server's limit of {_bytes(limit)} (rednet serve --max-upload-mb)"
+
+
+def _bytes(n: int) -> str:
+    """``n`` bytes for people: "49 KiB", "32 MiB", "1.5 MiB"."""
+    if n < 2**20:
+        return f"{n / 1024:.0f} KiB"
+    return f"{n / 2**20:.1f} MiB".replace(".0 MiB", " MiB")
+
+
+async def _reply(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class RestoreForm:
+    """The multipart fields of ``POST /v1/restore`` and ``POST /v1/jobs``."""
+
+    image: UploadFile
+    task: str
+    level: float | None
+    model: str | None
+    ensemble: bool
+    fast: bool
+    format: str
+    preview: bool
+
+
+async def _restore_form(
+    image: Annotated[UploadFile, File(description="the image: PNG, JPEG, TIFF, BMP or WebP (sniffed)")],
+    task: Annotated[Task, Form(description="what to restore, as rednet restore --task")] = "denoise",
+    level: Annotated[
+        float | None, Form(description="denoise: sigma 0-255 (recorded); sr: scale 2-4; jpeg: quality")
+    ] = None,
+    model: Annotated[
+        str | None, Form(description="a shipped model's name (GET /v1/models); default: the task's")
+    ] = None,
+    ensemble: Annotated[bool, Form(description="average the 8 flips/rotations (8x slower)")] = False,
+    fast: Annotated[bool, Form(description="the task's strided (fast) model")] = False,
+    format: Annotated[  # noqa: A002 - the form field's name
+        Literal["png", "input"], Form(description="png, or input: the upload's own format")
+    ] = "png",
+    preview: Annotated[bool, Form(description="jobs: also keep a PNG of the model's input")] = False,
+) -> RestoreForm:
+    return RestoreForm(image, task, level, model or None, ensemble, fast, format, preview)
+
+
+def _check_form(form: RestoreForm) -> None:
+    """Refuse what no restore could do (422) before any upload is read."""
+    shipped = {n: e for n, e in zoo.WEIGHTS.items() if e.task == form.task}
+    if not shipped:
+        raise HTTPException(422, f"no shipped model for task {form.task!r} yet; {_available()}")
+    if form.model is not None:
+        if form.model not in zoo.WEIGHTS:
+            raise HTTPException(422, f"unknown model {form.model!r}; {_available()}")
+        if zoo.WEIGHTS[form.model].task != form.task:
+            raise HTTPException(
+                422, f"model {form.model} restores {zoo.WEIGHTS[form.model].task}, not {form.task}"
+            )
+    elif not any(e.fast == form.fast for e in shipped.values()):
+        kind = "fast" if form.fast else "full"
+        raise HTTPException(422, f"no {kind} model for task {form.task!r}; {_available()}")
+    spec, level = LEVELS[form.task], form.level
+    if level is not None and not math.isfinite(level):
+        raise HTTPException(422, "level must be a finite number")
+    if spec.get("required") and level is None:
+        raise HTTPException(422, f"task {form.task} needs level = {spec['name']} ({spec['help']})")
+    if level is not None and "choices" in spec and level not in spec["choices"]:
+        raise HTTPException(422, f"{spec['name']} must be one of {spec['choices']}, got {level:g}")
+    if level is not None and "min" in spec and not spec["min"] <= level <= spec["max"]:
+        raise HTTPException(422, f"{spec['name']} must be {spec['min']}-{spec['max']}, got {level:g}")
+
+
+def _available() -> str:
+    models = ", ".join(f"{n} ({e.task})" for n, e in zoo.WEIGHTS.items()) or "none"
+    return f"this server has: {models}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the app
+# --------------------------------------------------------------------------------------------------
+
+
+def _page() -> tuple[str, str]:
+    """The page's HTML and the Content-Security-Policy that allows exactly its inline script."""
+    html = (_STATIC / "index.html").read_text(encoding="utf-8")
+    scripts = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts
+    )
+    csp = (
+        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; img-src 'self' blob: data:; "
+        "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return html, csp
+
+
+def _models_json(settings: ServeSettings) -> dict[str, Any]:
+    models = []
+    for name, entry in zoo.WEIGHTS.items():
+        path = zoo.WEIGHTS_DIR / entry.file
+        card = zoo.read_card(name)
+        models.append(
+            {
+                "name": name,
+                "task": entry.task,
+                "channels": entry.channels,
+                "fast": entry.fast,
+                "bytes": path.stat().st_size if path.is_file() else None,
+                "summary": zoo.card_summary(card) if card else None,
+                "card": card,
+            }
+        )
+    tasks = {}
+    for task in TASKS:
+        names = [m["name"] for m in models if m["task"] == task]
+        if names:
+            level = dict(LEVELS[task])
+            if task in ("denoise", "jpeg"):
+                level["used"] = False  # the shipped models are blind: the level is only recorded
+            tasks[task] = {"models": names, "fast": any(zoo.WEIGHTS[n].fast for n in names), "level": level}
+    limits = {
+        "max_upload_bytes": settings.max_upload_bytes,
+        "max_pixels": settings.max_pixels,
+        "queue_size": settings.queue_size,
+        "workers": settings.workers,
+        "tile": settings.tile,
+    }
+    return {"models": models, "tasks": tasks, "limits": limits}
+
+
+def _busy(e: BusyError) -> HTTPException:
+    return HTTPException(
+        503,
+        f"busy: {e.active} restores are already accepted (queue full); retry in {e.retry_after} s",
+        headers={"Retry-After": str(e.retry_after)},
+    )
+
+
+def _result_response(job: Job, data: bytes, media_type: str, name: str) -> Response:
+    timings = ", ".join(f"{k};dur={v}" for k, v in job.timings_ms.items())
+    headers = {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Server-Timing": timings,
+        "X-Rednet-Model": job.model or "",
+        "X-Rednet-Tiles": str(job.tiles_total),
+        "X-Rednet-Job": job.id,
+        "Cache-Control": "no-store",
+    }
+    return Response(data, media_type=media_type, headers=headers)
+
+
+def _job_error(job: Job) -> HTTPException:
+    if job.state == "cancelled":
+        return HTTPException(410, f"job {job.id} was cancelled")
+    assert job.error is not None
+    return HTTPException(job.error[0], job.error[1])
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """The web app: page, API and job queue for ``settings`` (see the module docstring).
+
+    The queue, model cache and upload folder belong to this app (``app.state.service``); they are
+    released when the app's lifespan ends (use ``with TestClient(app)`` in tests).
+    """
+    settings = settings or ServeSettings()
+    service = Service(settings)
+    html, csp = _page()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(
+        title="rednet",
+        version=__version__,
+        summary="Restore images with RED-Net (the tasks of the shipped models: GET /v1/models).",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(_Guard, settings=settings, csp=csp)
+
+    async def accept(form: RestoreForm) -> Job:
+        _check_form(form)
+        job = Job(
+            id=uuid.uuid4().hex,
+            task=form.task,
+            level=form.level,
+            model=form.model,
+            ensemble=form.ensemble,
+            fast=form.fast,
+            output=form.format,
+            preview=form.preview,
+            download_name="",
+        )
+        try:
+            service.reserve(job)
+        except BusyError as e:
+            raise _busy(e) from None
+        try:
+            data = await form.image.read()
+            if not data:
+                raise HTTPException(400, "upload: empty file (0 bytes)")
+            x, info = await run_in_threadpool(service.decode, job, data)
+            if form.task == "sr":
+                pixels = x.shape[-1] * x.shape[-2] * int(form.level or 1) ** 2
+                if pixels > settings.max_pixels:
+                    raise HTTPException(
+                        413,
+                        f"the enlarged image would have {pixels / 1e6:.1f} megapixels, over this server's "
+                        f"limit of {settings.max_pixels / 1e6:g} (rednet serve --max-megapixels)",
+                    )
+        except BaseException:
+            service.discard(job)
+            raise
+        finally:
+            await form.image.close()
+        job.download_name = _download_name(form.image.filename, form.format, info.format)
+        service.start(job, x, info)
+        return job
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz", summary="liveness and queue state")
+    async def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "active_jobs": service.active(),
+            "capacity": service.capacity,
+            "device": str(service.device),
+            "bf16": service.bf16,
+        }
+
+    @app.get("/v1/models", summary="the shipped models, their cards, the tasks they cover and the limits")
+    async def models() -> dict[str, Any]:
+        return _models_json(settings)
+
+    @app.get(
+        "/v1/demo",
+        summary="the demo upload: the astronaut's face with Gaussian noise sigma 25 (PNG)",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    async def demo() -> Response:
+        data = await run_in_threadpool(service.demo)
+        headers = {"Content-Disposition": 'inline; filename="astronaut-noisy.png"', "X-Rednet-Sigma": "25"}
+        return Response(data, media_type="image/png", headers=headers)
+
+    @app.post(
+        "/v1/restore",
+        summary="restore an image and return it (waits for the result)",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/png": {}}, "description": "the restored image"},
+            400: {"description": "truncated or corrupt image"},
+            413: {"description": "upload or image too large"},
+            415: {"description": "not an image rednet reads"},
+            422: {"description": "bad task, level or model"},
+            503: {"description": "queue full; see Retry-After"},
+        },
+    )
+    async def restore_now(form: Annotated[RestoreForm, Depends(_restore_form)]) -> Response:
+        job = await accept(form)
+        assert job.future is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wrap_future(job.future)
+        if job.state != "done" or job.result is None:
+            raise _job_error(job)
+        return _result_response(job, job.result, job.media_type, job.download_name)
+
+    @app.post("/v1/jobs", status_code=202, summary="accept a restore and return its id at once")
+    async def submit(form: Annotated[RestoreForm, Depends(_restore_form)]) -> dict[str, Any]:
+        job = await accept(form)
+        return job.public(service.queue_position(job))
+
+    def find(job_id: str) -> Job:
+        job = service.get(job_id)
+        if job is None:
+            raise HTTPException(
+                404,
+                f"no job {job_id} (finished jobs are kept {settings.result_ttl_s:g} s, at most "
+                f"{settings.keep_results})",
+            )
+        return job
+
+    @app.get("/v1/jobs/{job_id}", summary="a job's state and tile progress")
+    async def job_state(job_id: str) -> dict[str, Any]:
+        job = find(job_id)
+        return job.public(service.queue_position(job))
+
+    @app.get("/v1/jobs/{job_id}/result", summary="a finished job's image", response_class=Response)
+    async def job_result(job_id: str) -> Response:
+        job = find(job_id)
+        if not job.finished_state:
+            raise HTTPException(409, f"job {job_id} is {job.state}; poll GET /v1/jobs/{job_id}")
+        if job.state != "done" or job.result is None:
+            raise _job_error(job)
+        return _result_response(job, job.result, job.media_type, job.download_name)
+
+    @app.get("/v1/jobs/{job_id}/input", summary="PNG of the model's input (jobs sent with preview=true)")
+    async def job_input(job_id: str) -> Response:
+        job = find(job_id)
+        if job.input_preview is None:
+            raise HTTPException(
+                404, f"job {job_id} has no input preview (send preview=true; ready when done)"
+            )
+        return Response(job.input_preview, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.delete("/v1/jobs/{job_id}", summary="cancel a job (a running one stops after its current tile)")
+    async def job_cancel(job_id: str) -> dict[str, Any]:
+        job = find(job_id)
+        service.cancel(job)
+        return job.public(service.queue_position(job))
+
+    return app
+
+
+# --------------------------------------------------------------------------------------------------
+# running it, and measuring it
+# --------------------------------------------------------------------------------------------------
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run the app with uvicorn until interrupted (blocking)."""
+    import uvicorn
+
+    if not settings.loopback:
+        logger.warning(
+            "rednet serve: listening on %s, reachable from other machines; there is no authentication",
+            settings.host,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _multipart(fields: dict[str, str], data: bytes, filename: str) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def bench_serve(
+    *,
+    requests: int = 200,
+    concurrency: int = 8,
+    size: int = 256,
+    channels: int = 1,
+    server_args: tuple[str, ...] = (),
+    max_retries: int = 100,
+    startup_timeout: float = 120.0,
+) -> dict[str, Any]:
+    """Load-test ``rednet serve``: start it on a free loopback port, send ``requests`` restores of a noisy
+    ``size`` x ``size`` image from ``concurrency`` client threads, stop it, and report.
+
+    A client that gets 503 waits its ``Retry-After`` and sends again (counted in ``rejected_503``); every
+    other failure counts in ``errors``. Latency runs from a request's first send to its image, waits
+    included.
+
+    Returns:
+        JSON-ready: requests_per_s, p50_ms, p95_ms, restore_p50_ms (server time in the model), errors,
+        rejected_503, peak_rss_mib (the server process's VmHWM), and the settings used.
+    """
+    from skimage import data as skdata
+
+    from rednet.metrics import psnr
+
+    clean = io.array_to_tensor(skdata.astronaut()[:size, :size].copy())
+    if channels == 1:
+        clean = clean.mean(dim=1, keepdim=True)
+    noisy = degrade.quantize(degrade.gaussian_noise(clean, 25.0, generator=np.random.default_rng(0)))
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="rednet-bench-") as tmp:
+        path = io.write_image(Path(tmp) / "noisy.png", noisy)
+        image = path.read_bytes()
+        body, content_type = _multipart({"task": "denoise"}, image, "noisy.png")
+        cmd = [
+            sys.executable,
+            "-m",
+            "rednet",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *server_args,
+        ]
+        log = open(Path(tmp) / "server.log", "w+")  # noqa: SIM115 - closed with the folder
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        try:
+            _wait_healthy(port, server, log, startup_timeout)
+            lock = threading.Lock()
+            counts = {"rejected_503": 0, "errors": 0}
+            latencies: list[float] = []
+            restore_ms: list[float] = []
+            error_samples: list[str] = []
+            last: list[bytes] = []
+
+            def one(_: int) -> None:
+                start = time.perf_counter()
+                for _attempt in range(max_retries):
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+                    try:
+                        conn.request("POST", "/v1/restore", body=body, headers={"Content-Type": content_type})
+                        resp = conn.getresponse()
+                        payload = resp.read()
+                        if resp.status == 503:
+                            with lock:
+                                counts["rejected_503"] += 1
+                            time.sleep(float(resp.getheader("Retry-After", "1")))
+                            continue
+                        with lock:
+                            if resp.status == 200:
+                                latencies.append((time.perf_counter() - start) * 1000)
+                                timing = re.search(
+                                    r"restore;dur=([\d.]+)", resp.getheader("Server-Timing", "")
+                                )
+                                if timing:
+                                    restore_ms.append(float(timing.group(1)))
+                                last[:] = [payload]
+                            else:
+                                counts["errors"] += 1
+                                error_samples.append(f"{resp.status} {payload[:200]!r}")
+                        return
+                    except OSError as e:
+                        with lock:
+                            counts["errors"] += 1
+                            error_samples.append(repr(e))
+                        return
+                    finally:
+                        conn.close()
+                with lock:
+                    counts["errors"] += 1
+                    error_samples.append(f"still 503 after {max_retries} tries")
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(one, range(requests)))
+            wall = time.perf_counter() - start
+            rss = _peak_rss_mib(server.pid)
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            log.close()
+        gain = None
+        if last:
+            out = Path(tmp) / "restored.png"
+            out.write_bytes(last[0])
+            restored, _ = io.read_image(out)
+            gain = float(psnr(restored, clean)[0] - psnr(noisy, clean)[0])
+    lat = np.array(latencies) if latencies else np.array([np.nan])
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "image": f"{size}x{size} {'gray' if channels == 1 else 'rgb'} PNG, astronaut, noise sigma 25",
+        "task": "denoise",
+        "server": " ".join(["rednet serve", *server_args]) or "rednet serve",
+        "ok": len(latencies),
+        "errors": counts["errors"],
+        "rejected_503": counts["rejected_503"],
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 3),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "restore_p50_ms": round(float(np.median(restore_ms)), 1) if restore_ms else None,
+        "psnr_gain_db": None if gain is None else round(gain, 2),
+        "peak_rss_mib": None if rss is None else round(rss, 1),
+        "error_samples": error_samples[:5],
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+
+
+def _wait_healthy(port: int, server: subprocess.Popen, log: Any, timeout: float) -> None:
+    """Wait until the server at ``port`` answers ``/healthz``; raise with its log if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"rednet serve exited with {server.returncode}: {log.read()[-2000:]}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+        finally:
+            conn.close()
+    raise RuntimeError(f"rednet serve did not answer /healthz within {timeout:g} s")

@@ -1,0 +1,444 @@
+"""rednet serve: the HTTP API (FastAPI TestClient), its limits and error paths, its queue, its load test."""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import re
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+pytest.importorskip("fastapi")
+pytest.importorskip("multipart")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from rednet import web, zoo  # noqa: E402
+from rednet.cli import build_parser  # noqa: E402
+from rednet.model import RED10, REDNet  # noqa: E402
+from rednet.web import ServeSettings, create_app  # noqa: E402
+
+BASE = "http://127.0.0.1:8000"
+
+
+def png(a: np.ndarray, **options) -> bytes:
+    buf = _io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG", **options)
+    return buf.getvalue()
+
+
+def noisy_gray(size: int = 64, sigma: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    clean = data.camera()[200 : 200 + size, 200 : 200 + size]
+    noise = np.random.default_rng(0).normal(0, sigma, clean.shape)
+    return clean, np.clip(np.round(clean + noise), 0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def decode(content: bytes) -> np.ndarray:
+    return np.asarray(Image.open(_io.BytesIO(content)))
+
+
+SMALL = png(noisy_gray(32)[1])
+
+
+@pytest.fixture
+def make_client() -> Iterator:
+    clients = []
+
+    def make(**settings) -> TestClient:
+        client = TestClient(create_app(ServeSettings(**settings)), base_url=BASE)
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    """One server with the default settings for the tests that do not change them (models stay loaded)."""
+    with TestClient(create_app(ServeSettings()), base_url=BASE) as client:
+        yield client
+
+
+def post(client: TestClient, content: bytes, name: str = "noisy.png", path: str = "/v1/restore", **fields):
+    return client.post(path, files={"image": (name, content, "application/octet-stream")}, data=fields)
+
+
+def still_serves(client: TestClient) -> None:
+    """The server is up and a valid restore succeeds."""
+    assert client.get("/healthz").json()["status"] == "ok"
+    response = post(client, SMALL, task="denoise")
+    assert response.status_code == 200, response.text
+    assert decode(response.content).shape == (32, 32)
+
+
+# -- endpoints ------------------------------------------------------------------------------------------
+
+
+def test_healthz_and_the_page_with_its_security_headers(client):
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="file"' in page.text and 'id="demo"' in page.text and 'id="split"' in page.text
+    csp = page.headers["content-security-policy"]
+    script = re.search(r"<script>(.*?)</script>", page.text, flags=re.DOTALL).group(1)
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in csp and "frame-ancestors 'none'" in csp  # the inline script, nothing else
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_models_lists_the_shipped_models_with_cards_tasks_and_limits(make_client):
+    client = make_client(max_pixels=1234, max_upload_bytes=5678)
+    body = client.get("/v1/models").json()
+    assert [m["name"] for m in body["models"]] == list(zoo.WEIGHTS)
+    assert all(m["card"]["architecture"]["depth"] == 30 for m in body["models"])
+    assert set(body["tasks"]) == {e.task for e in zoo.WEIGHTS.values()}  # only what has a model
+    assert body["tasks"]["denoise"]["models"] == ["denoise-gray", "denoise-color"]
+    assert body["limits"]["max_pixels"] == 1234 and body["limits"]["max_upload_bytes"] == 5678
+
+
+def test_openapi_schema_describes_every_endpoint(client):
+    schema = client.get("/openapi.json").json()
+    for path in ["/v1/restore", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/result", "/v1/models"]:
+        assert path in schema["paths"]
+    form = json.dumps(schema["components"])
+    for field in ["image", "task", "level", "model", "ensemble", "fast", "format"]:
+        assert f'"{field}"' in form
+
+
+def test_restore_denoises_a_gray_upload_with_timing_headers_and_a_safe_name(client):
+    clean, noisy = noisy_gray(96)
+    response = post(client, png(noisy), name="../../etc/my photo.png", task="denoise", level="25")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"] == 'attachment; filename="my_photo-restored.png"'
+    assert response.headers["x-rednet-model"] == "denoise-gray"
+    assert re.search(r"restore;dur=[\d.]+", response.headers["server-timing"])
+    restored = decode(response.content)
+    assert restored.shape == clean.shape
+    assert psnr(restored, clean) > psnr(noisy, clean) + 3
+
+
+def test_restore_keeps_colour_alpha_and_returns_the_input_format_on_request(client):
+    rgb = data.astronaut()[100:148, 200:248]
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
+    response = post(client, png(rgba), task="denoise")
+    assert response.status_code == 200 and response.headers["x-rednet-model"] == "denoise-color"
+    out = Image.open(_io.BytesIO(response.content))
+    assert out.mode == "RGBA" and np.all(np.asarray(out)[..., 3] == 200)
+    buf = _io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+    response = post(client, buf.getvalue(), name="photo.png", task="denoise", format="input")  # sniffed
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    assert response.headers["content-disposition"].endswith('photo-restored.jpg"')
+    assert Image.open(_io.BytesIO(response.content)).format == "JPEG"
+
+
+def test_demo_sample_is_the_noisy_astronaut(client):
+    response = client.get("/v1/demo")
+    noisy = decode(response.content)
+    assert response.status_code == 200 and noisy.shape == (256, 256, 3)
+    clean = data.astronaut()[16:272, 112:368]
+    assert 19 < psnr(noisy, clean) < 22  # sigma 25 on the 0-255 scale
+
+
+# -- bad uploads: each gets its 4xx with a readable message, and the server keeps serving -----------------
+
+
+def test_oversized_upload_is_413_with_or_without_content_length(make_client):
+    client = make_client(max_upload_bytes=50_000)
+    big = png(np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8))
+    assert len(big) > 50_000
+    response = post(client, big)
+    assert response.status_code == 413
+    assert response.json()["detail"] == (
+        f"upload is {len(big) / 1024:.0f} KiB, over this server's limit of 49 KiB "
+        "(rednet serve --max-upload-mb)"
+    )
+    still_serves(client)
+
+    boundary = "rednetboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'.encode()
+        + big
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    chunks = (body[i : i + 8192] for i in range(0, len(body), 8192))  # chunked: no Content-Length
+    response = client.post(
+        "/v1/restore", content=chunks, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert response.status_code == 413 and "upload is over 49 KiB" in response.json()["detail"]
+    still_serves(client)
+
+
+def test_image_over_the_pixel_limit_is_413_before_decoding(make_client):
+    client = make_client(max_pixels=60 * 60)
+    response = post(client, png(noisy_gray(64)[1]))
+    assert response.status_code == 413
+    assert response.json()["detail"].startswith("upload: 64x64 = 0.0 megapixels exceeds this server's limit")
+    still_serves(client)
+
+
+def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A 1 KB PNG whose header declares width x height gray pixels (900 megapixels by default)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
+
+    rows = zlib.compress(b"\x00" * (width + 1) * 4)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("side", "message"),
+    [(30_000, "upload: 900.0 megapixels exceeds"), (9_000, "upload: 9000x9000 = 81.0 megapixels exceeds")],
+)
+def test_decompression_bomb_is_413_and_costs_nothing(client, side, message):
+    bomb = bomb_png(side, side)  # above Pillow's own limit (179 MP), and above only the server's (16 MP)
+    assert len(bomb) < 2000
+    start = time.perf_counter()
+    response = post(client, bomb)
+    assert response.status_code == 413 and message in response.json()["detail"]
+    assert time.perf_counter() - start < 5
+    still_serves(client)
+
+
+def test_truncated_and_empty_images_are_400(client):
+    whole = png(noisy_gray(64)[1])
+    response = post(client, whole[: len(whole) // 2])
+    assert response.status_code == 400
+    assert response.json()["detail"] == "upload: truncated or corrupt image file (image file is truncated)"
+    still_serves(client)
+    response = post(client, b"")
+    assert response.status_code == 400 and "empty" in response.json()["detail"]
+    still_serves(client)
+
+
+def test_non_image_and_unsupported_formats_are_415_whatever_their_name(client):
+    response = post(client, b"just some text, not pixels\n" * 10, name="photo.png")
+    assert response.status_code == 415 and "not an image rednet reads" in response.json()["detail"]
+    still_serves(client)
+    buf = _io.BytesIO()
+    Image.fromarray(noisy_gray(16)[1]).save(buf, "GIF")
+    response = post(client, buf.getvalue(), name="photo.png")
+    assert response.status_code == 415
+    still_serves(client)
+
+
+def test_error_messages_never_show_server_paths(client, tmp_path):
+    whole = png(noisy_gray(64)[1])
+    for content in (whole[:100], b"text", bomb_png()):
+        detail = post(client, content).json()["detail"]
+        assert "/" not in detail.replace("/v1", "") and "rednet-serve" not in detail
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"task": "colorize"}, "Input should be 'denoise', 'sr', 'jpeg', 'deblur' or 'inpaint'"),
+        ({"task": "sr", "level": "2"}, "no shipped model for task 'sr' yet; this server has: denoise-gray"),
+        ({"task": "jpeg"}, "no shipped model for task 'jpeg' yet"),
+        (
+            {"task": "denoise", "model": "nope"},
+            "unknown model 'nope'; this server has: denoise-gray (denoise)",
+        ),
+        ({"task": "denoise", "fast": "true"}, "no fast model for task 'denoise'"),
+        ({"task": "denoise", "level": "300"}, "sigma must be 0-255, got 300"),
+        ({"task": "denoise", "level": "nan"}, "level must be a finite number"),
+        ({"task": "denoise", "format": "gif"}, "Input should be 'png' or 'input'"),
+    ],
+)
+def test_bad_task_model_or_level_is_422_with_what_is_available(client, fields, message):
+    response = post(client, SMALL, **fields)
+    assert response.status_code == 422
+    assert message in json.dumps(response.json()["detail"]).replace('\\"', '"')
+    still_serves(client)
+
+
+def test_a_file_path_from_the_client_is_never_used_as_a_model(client, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    weights = zoo.save_weights(tmp_path / "mine.safetensors", REDNet(RED10), {"task": "denoise"})
+    opened = []
+    monkeypatch.setattr(zoo, "load_weights", lambda path: opened.append(path))
+    for model in (str(weights), "../weights/denoise-gray.safetensors", "denoise-gray.safetensors"):
+        response = post(client, SMALL, task="denoise", model=model)
+        assert response.status_code == 422 and "unknown model" in response.json()["detail"]
+    assert opened == []
+
+
+def test_uploads_live_only_in_a_private_temp_folder_removed_at_shutdown(tmp_path):
+    settings = ServeSettings(temp_dir=str(tmp_path))
+    with TestClient(create_app(settings), base_url=BASE) as client:
+        for content in (SMALL, b"text", SMALL[:60]):
+            post(client, content)
+        folders = list(tmp_path.iterdir())
+        assert len(folders) == 1 and folders[0].name.startswith("rednet-serve-")
+        assert list(folders[0].iterdir()) == []  # each upload is deleted once decoded
+        assert oct(folders[0].stat().st_mode & 0o777) == "0o700"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_host_and_cross_origin_requests_are_refused(client):
+    assert client.get("/healthz", headers={"host": "evil.example"}).status_code == 421
+    response = client.post(
+        "/v1/restore", files={"image": ("a.png", SMALL)}, headers={"origin": "http://evil.example"}
+    )
+    assert response.status_code == 403
+    assert client.get("/healthz", headers={"origin": BASE}).status_code == 200
+    still_serves(client)
+
+
+def test_settings_default_to_loopback_and_the_cli_has_serve():
+    assert ServeSettings().host == "127.0.0.1" and ServeSettings().loopback
+    assert ServeSettings(host="0.0.0.0").hosts() is None and not ServeSettings(host="0.0.0.0").loopback
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.bench) == ("127.0.0.1", 8000, False)
+    with pytest.raises(ValueError, match="queue_size"):
+        ServeSettings(queue_size=-1)
+
+
+# -- jobs, progress, the queue --------------------------------------------------------------------------
+
+
+class Gate:
+    """A stand-in for rednet.infer.restore that reports ``tiles`` tiles and waits for ``release()``."""
+
+    def __init__(self, tiles: int = 3) -> None:
+        self.tiles, self.open, self.entered = tiles, threading.Event(), threading.Semaphore(0)
+
+    def __call__(self, model, x, *, on_tile=None, **options):
+        on_tile(0, self.tiles)
+        self.entered.release()
+        for done in range(1, self.tiles + 1):
+            assert self.open.wait(30)
+            on_tile(done, self.tiles)
+        return x
+
+    def release(self) -> None:
+        self.open.set()
+
+
+def wait_for(client: TestClient, job_id: str, states: tuple[str, ...], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} never reached {states}: {job}")
+
+
+def test_jobs_report_tile_progress_and_give_the_result(make_client):
+    client = make_client(tile=32)
+    clean, noisy = noisy_gray(96)
+    response = post(client, png(noisy), path="/v1/jobs", task="denoise", preview="true")
+    assert response.status_code == 202
+    job = wait_for(client, response.json()["id"], ("done", "failed"))
+    assert job["state"] == "done" and (job["tiles_done"], job["tiles_total"], job["progress"]) == (9, 9, 1.0)
+    result = client.get(job["result"])
+    assert result.status_code == 200 and psnr(decode(result.content), clean) > psnr(noisy, clean) + 3
+    preview = client.get(job["input"])
+    assert preview.status_code == 200 and np.array_equal(decode(preview.content), noisy)
+    assert client.get("/v1/jobs/0123").status_code == 404
+
+
+def test_full_queue_answers_503_with_retry_after_and_pages_stay_responsive(make_client, monkeypatch):
+    gate = Gate()
+    monkeypatch.setattr(web, "restore", gate)
+    client = make_client(workers=1, queue_size=1)
+    first = post(client, SMALL, path="/v1/jobs").json()
+    assert gate.entered.acquire(timeout=30)
+    second = post(client, SMALL, path="/v1/jobs").json()
+    assert client.get(f"/v1/jobs/{second['id']}").json()["queue_position"] == 1
+    running = client.get(f"/v1/jobs/{first['id']}").json()
+    assert running["state"] == "running" and (running["tiles_done"], running["tiles_total"]) == (0, 3)
+    assert client.get(f"/v1/jobs/{first['id']}/result").status_code == 409
+
+    for path in ("/v1/restore", "/v1/jobs"):
+        busy = post(client, SMALL, path=path)
+        assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+        assert busy.json()["detail"].startswith("busy: 2 restores are already accepted")
+    assert client.get("/healthz").json()["active_jobs"] == 2  # answered while the worker is busy
+    assert client.get("/").status_code == 200
+
+    gate.release()
+    for job in (first, second):
+        assert wait_for(client, job["id"], ("done",))["progress"] == 1.0
+    still_serves(client)
+
+
+def test_cancel_a_queued_and_a_running_job(make_client, monkeypatch):
+    gate = Gate(tiles=2)
+    monkeypatch.setattr(web, "restore", gate)
+    client = make_client(workers=1, queue_size=2)
+    running = post(client, SMALL, path="/v1/jobs").json()
+    assert gate.entered.acquire(timeout=30)
+    queued = post(client, SMALL, path="/v1/jobs").json()
+    assert client.delete(f"/v1/jobs/{queued['id']}").json()["state"] == "cancelled"
+    assert client.delete(f"/v1/jobs/{running['id']}").status_code == 200
+    gate.release()
+    assert wait_for(client, running["id"], ("cancelled", "done"))["state"] == "cancelled"
+    assert client.get(f"/v1/jobs/{running['id']}/result").status_code == 410
+    assert client.get("/healthz").json()["active_jobs"] == 0
+
+
+def test_a_failing_restore_is_a_500_with_its_reason_and_the_worker_lives_on(make_client, monkeypatch):
+    client = make_client()
+    real = web.restore
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory\nmore lines")
+
+    monkeypatch.setattr(web, "restore", broken)
+    response = post(client, SMALL)
+    assert response.status_code == 500 and response.json()["detail"] == "restore failed: out of memory"
+    monkeypatch.setattr(web, "restore", real)
+    still_serves(client)
+
+
+def test_bench_serve_reports_throughput_latency_errors_and_server_rss():
+    result = web.bench_serve(requests=3, concurrency=2, size=32, server_args=("--threads", "1"))
+    assert result["ok"] == 3 and result["errors"] == 0, result["error_samples"]
+    for key in ("requests_per_s", "p50_ms", "p95_ms", "rejected_503", "peak_rss_mib", "restore_p50_ms"):
+        assert isinstance(result[key], (int, float)), key
+    assert result["peak_rss_mib"] > 100 and result["p95_ms"] >= result["p50_ms"] > 0
+
+
+def test_serve_help_mentions_the_limits(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "--max-upload-mb" in out and "--max-megapixels" in out and "--queue" in out
+
+
+def test_download_name_keeps_only_safe_characters():
+    assert web._download_name("C:\\Users\\me\\IMG 01.JPG", "input", "JPEG") == "IMG_01-restored.jpg"
+    assert web._download_name(None, "png", "TIFF") == "image-restored.png"
+    assert web._download_name("..", "png", "PNG") == "image-restored.png"
+
+
+def test_demo_sample_function_matches_the_endpoint(client):
+    sample = web.demo_sample()
+    assert sample.shape == (1, 3, 256, 256)
+    got = torch.from_numpy(decode(client.get("/v1/demo").content).copy()).permute(2, 0, 1)[None] / 255
+    assert torch.allclose(got, sample, atol=1e-6)
