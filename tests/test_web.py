@@ -245,7 +245,7 @@ def test_non_image_and_unsupported_formats_are_415_whatever_their_name(client):
     still_serves(client)
 
 
-def test_error_messages_never_show_server_paths(client, tmp_path):
+def test_error_messages_never_show_server_paths(client):
     whole = png(noisy_gray(64)[1])
     for content in (whole[:100], b"text", bomb_png()):
         detail = post(client, content).json()["detail"]
