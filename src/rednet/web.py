@@ -577,8 +577,8 @@ def _host_name(host: str) -> str:
 
 
 def _too_large(size: int, limit: int, *, at_least: bool = False) -> str:
-    what = f"over {_bytes(limit)}" if at_least else _bytes(size)
-    return f"upload is {what}, over this server's limit of {_bytes(limit)} (rednet serve --max-upload-mb)"
+    what = "upload is over" if at_least else f"upload is {_bytes(size)}, over"
+    return f"{what} this server's limit of {_bytes(limit)} (rednet serve --max-upload-mb)"
 
 
 def _bytes(n: int) -> str:
