@@ -131,3 +131,32 @@ def test_bench_infer_with_weights_uses_their_config_and_flags_random_strided_wei
     fp32, strided = result["variants"]
     assert fp32["weights"] == str(path) and strided["weights"] is None
     assert "strided variants use random weights" in result["note"]
+
+
+def test_report_infer_renders_a_saved_bench_json_as_a_table(tmp_path, capsys):
+    from rednet.cli import main
+
+    result = bench_infer(
+        model="red10",
+        width=8,
+        size=32,
+        seconds=0.05,
+        bm3d=False,
+        variants=["fp32", "strided-fp32", "fp32-compile"],
+        compile_timeout=0.01,
+        **SMALL_PEAK,
+    )
+    saved = tmp_path / "bench.json"
+    saved.write_text(json.dumps(result))
+    assert main(["report", "infer", str(saved)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [v["name"] for v in result["variants"]]
+    fp32, strided, compiled = (next(x for x in lines if x.startswith(f"| {n} |")) for n in names)
+    speedup = result["variants"][1]["megapixels_per_s"] / result["variants"][0]["megapixels_per_s"]
+    assert f"({speedup:.2f}× fp32)" in strided
+    assert f"{result['variants'][0]['peak_fraction']:.3f}" in fp32
+    assert "(random weights)" in fp32  # no weights given: PSNR means nothing
+    assert "skipped: torch.compile took longer" in compiled
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["report", "infer", str(tmp_path / "bad.json")]) == 1
+    assert "not the JSON of rednet bench infer" in capsys.readouterr().err

@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="training run folders")
     r.set_defaults(run=cmd_report_runs)
+    r = rep.add_parser("infer", help="a markdown table of a saved `rednet bench infer --json` result")
+    r.add_argument("bench_json", type=Path, metavar="BENCH_JSON", help="the JSON that bench infer printed")
+    r.set_defaults(run=cmd_report_infer)
 
     p = sub.add_parser(
         "bench", help="benchmarks that print JSON (bench train: throughput vs the matmul peak)"
@@ -448,6 +451,19 @@ def cmd_report_runs(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"{missing[0]}: not a training run folder (needs config.json and log.jsonl)")
     print(render_runs_table(args.run_dirs))
+    return 0
+
+
+def cmd_report_infer(args: argparse.Namespace) -> int:
+    from rednet.report import render_infer_table
+
+    try:
+        result = json.loads(args.bench_json.read_text())
+        table = render_infer_table(result)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        reason = f"{type(e).__name__}: {e}"
+        raise ValueError(f"{args.bench_json}: not the JSON of rednet bench infer ({reason})") from e
+    print(table)
     return 0
 
 

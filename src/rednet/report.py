@@ -14,7 +14,14 @@ from rednet.io import replace_atomically
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DenoiseReport", "plot_run", "render_denoise_report", "render_runs_table", "run_denoise_report"]
+__all__ = [
+    "DenoiseReport",
+    "plot_run",
+    "render_denoise_report",
+    "render_infer_table",
+    "render_runs_table",
+    "run_denoise_report",
+]
 
 
 def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
@@ -324,3 +331,50 @@ def render_runs_table(run_dirs: list[str | Path]) -> str:
             + (f"{best['val_psnr']:.2f} ({best['step']}) |" if best else "– |")
         )
     return "\n".join(lines)
+
+
+def render_infer_table(result: dict[str, Any]) -> str:
+    """A markdown table of a ``rednet bench infer --json`` result (:func:`rednet.bench.bench_infer`).
+
+    One row per variant: seconds per image, MP/s (and the speed-up over the ``fp32`` variant of the same
+    run), GFLOP/s, ``peak_fraction`` with its per-round range, ``peak_fraction_of_max`` and PSNR (marked
+    when the variant ran on random weights); skipped variants give their reason. Below it, one line with
+    the run's peaks, the noisy input's PSNR, the bf16 PSNR change and BM3D, when they were measured.
+    """
+    rows = {v["name"]: v for v in result["variants"]}
+    base = rows.get("fp32", {}).get("megapixels_per_s")
+    random_strided = "strided variants use random weights" in result.get("note", "")
+    lines = [
+        "| variant | s / image | MP/s | GFLOP/s | peak fraction (rounds) | of the run's largest peak "
+        "| PSNR (dB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in result["variants"]:
+        if "skipped" in v:
+            lines.append(f"| {v['name']} | skipped: {v['skipped']} | | | | | |")
+            continue
+        speed = f"{v['megapixels_per_s']:.4f}"
+        if base and v["name"] != "fp32":
+            speed += f" ({v['megapixels_per_s'] / base:.2f}× fp32)"
+        low, high = v["peak_fraction_range"]
+        random_weights = result.get("weights") is None or (random_strided and v["stride"] != 1)
+        quality = "(random weights)" if random_weights else f"{v['psnr_db']:.3f}"
+        lines.append(
+            f"| {v['name']} | {v['seconds_per_image']:.2f} | {speed} | {v['gflops']:.1f} | "
+            f"{v['peak_fraction']:.3f} ({low:.3f}–{high:.3f}) | {v['peak_fraction_of_max']:.3f} | {quality} |"
+        )
+    peaks = ", ".join(
+        f"{k} {result['peak_gflops'][k]:.1f} (largest {result['peak_gflops_max'][k]:.1f})"
+        for k in result["peak_gflops"]
+    )
+    notes = [f"Matmul peaks of the run, GFLOP/s, median of rounds: {peaks}."]
+    notes.append(f"Noisy input: {result['noisy_psnr_db']:.3f} dB.")
+    if result.get("bf16_psnr_change_db") is not None:
+        notes.append(f"bf16 − fp32 PSNR: {result['bf16_psnr_change_db']:+.3f} dB.")
+    if "bm3d" in result:
+        b = result["bm3d"]
+        notes.append(
+            f"{b['method']} on the same image: {b['seconds_per_image']:.1f} s, "
+            f"{b['megapixels_per_s']:.4f} MP/s, {b['psnr_db']:.3f} dB."
+        )
+    return "\n".join(lines) + "\n\n" + " ".join(notes)
