@@ -142,8 +142,10 @@ def reuse_freed_memory(limit: int = 1 << 30) -> bool:
     pages, and the page faults cost more than a third of a RED30 forward pass on a 2-core VM here (a 542 x
     542 tile: 4.1-5.4 s by default, 3.1-3.3 s with this; training steps ~9 % faster). With it, blocks come
     from the heap (``M_MMAP_THRESHOLD``) and freed memory stays with the process (``M_TRIM_THRESHOLD``), so
-    the resident size stays at its peak after a large image instead of shrinking; the peak itself is
-    unchanged. The ``rednet`` command line calls this at start; library users may.
+    most later activations reuse pages already touched (not every one: a freed block can be a little short
+    of an aligned request of the same size and the heap grows instead), and the resident size stays at its
+    peak after a large image instead of shrinking; the peak itself is unchanged (the 40-megapixel
+    benchmark's stays under 2 GiB). The ``rednet`` command line calls this at start; library users may.
 
     Returns:
         True where it took effect (Linux with glibc), False elsewhere (nothing changes).
