@@ -133,6 +133,32 @@ def test_reuse_freed_memory_keeps_large_blocks_on_the_heap_after_they_are_freed(
     assert heap and released < 4_000
 
 
+@pytest.mark.parametrize(("tile", "channels", "expected"), [(None, 1, 1), (16, 1, 9), (16, 3, 9), (64, 3, 1)])
+def test_on_tile_reports_every_tile_in_order_and_leaves_the_result_unchanged(tile, channels, expected):
+    model = random_model(RED10)  # 1-channel: a colour image goes through the Y path, which must report too
+    x = torch.rand(1, channels, 40, 37, generator=torch.Generator().manual_seed(2))
+    calls: list[tuple[int, int]] = []
+    out = restore(model, x, tile=tile, on_tile=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, expected) for i in range(expected + 1)]
+    assert torch.equal(out, restore(model, x, tile=tile))
+
+
+def test_an_exception_from_on_tile_stops_the_restore():
+    def stop(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        restore(
+            random_model(RED10),
+            torch.rand(1, 1, 40, 40),
+            tile=16,
+            on_tile=lambda d, t: (seen.append(d), stop(d, t)),
+        )
+    assert seen == [0, 1, 2]
+
+
 def test_restore_clamps_and_does_not_modify_its_input():
     model = random_model()
     x = torch.rand(1, 1, 16, 16) * 1.5 - 0.25
