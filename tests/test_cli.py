@@ -227,3 +227,16 @@ def test_boolean_flags_are_not_type_bool():
         ["eval", "--task", "sr", "--scale", "2", "--dataset", "x", "--no-quantize"]
     )
     assert args.quantize is False
+
+
+def test_the_command_keeps_freed_memory_unless_the_environment_says_0(monkeypatch, capsys):
+    import rednet.infer
+
+    calls = []
+    monkeypatch.setattr(rednet.infer, "reuse_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.delenv("REDNET_REUSE_FREED_MEMORY", raising=False)
+    assert main(["models"]) == 0
+    assert calls == [1]
+    monkeypatch.setenv("REDNET_REUSE_FREED_MEMORY", "0")
+    assert main(["models"]) == 0
+    assert calls == [1]

@@ -569,12 +569,13 @@ def bench_infer(
 
 
 _MEMORY_CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 import torch
 from rednet.infer import restore, reuse_freed_memory
 from rednet.model import REDNet, REDNetConfig
 
-reuse_freed_memory()  # as the rednet command does
+if os.environ.get("REDNET_REUSE_FREED_MEMORY", "1") != "0":
+    reuse_freed_memory()  # as the rednet command does
 
 def peak_kib():
     # VmHWM: the peak RSS of this process image alone (ru_maxrss also counts the parent's RSS at spawn)

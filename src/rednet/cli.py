@@ -852,7 +852,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     from rednet.infer import reuse_freed_memory
 
-    reuse_freed_memory()  # ~30 % faster big-image passes where page faults are dear (see its docstring)
+    if os.environ.get("REDNET_REUSE_FREED_MEMORY", "1") != "0":
+        reuse_freed_memory()  # faster big-image passes where page faults are dear (see its docstring)
     try:
         return args.run(args)
     except (OSError, ValueError) as e:

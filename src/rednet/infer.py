@@ -139,13 +139,15 @@ def reuse_freed_memory(limit: int = 1 << 30) -> bool:
 
     Every layer of a RED-Net writes a fresh activation of tens to hundreds of MB. By default glibc serves
     such blocks with ``mmap`` and returns them to the system when freed, so each layer first touches brand-new
-    pages, and the page faults cost more than a third of a RED30 forward pass on a 2-core VM here (a 542 x
-    542 tile: 4.1-5.4 s by default, 3.1-3.3 s with this; training steps ~9 % faster). With it, blocks come
+    pages, which is dear in a VM (RED30 width 64 on a 512 x 512 image on the 2-core VM here: 3.52 and 3.17 s
+    by default, 2.64 and 3.09 s with this, alternating runs of ``REDNET_REUSE_FREED_MEMORY=0|1 rednet bench
+    infer --size 512 --variants fp32 --no-bm3d --seconds 0``). With it, blocks come
     from the heap (``M_MMAP_THRESHOLD``) and freed memory stays with the process (``M_TRIM_THRESHOLD``), so
     most later activations reuse pages already touched (not every one: a freed block can be a little short
     of an aligned request of the same size and the heap grows instead), and the resident size stays at its
     peak after a large image instead of shrinking; the peak itself is unchanged (the 40-megapixel
-    benchmark's stays under 2 GiB). The ``rednet`` command line calls this at start; library users may.
+    benchmark's stays under 2 GiB). The ``rednet`` command line calls this at start unless the environment
+    sets ``REDNET_REUSE_FREED_MEMORY=0``; library users may call it.
 
     Returns:
         True where it took effect (Linux with glibc), False elsewhere (nothing changes).
