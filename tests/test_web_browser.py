@@ -8,14 +8,11 @@ With ``REDNET_SCREENSHOT=docs/img/serve.png`` it also writes the page's screensh
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
+
+from rednet.web import _free_port, _wait_healthy
 
 CHROMIUM = os.environ.get("REDNET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,12 +36,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
@@ -50,32 +43,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     """``rednet serve`` on a free loopback port, small tiles so that progress has several steps."""
-    port = free_port()
+    port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rednet", "serve", "--port", str(port), "--tile", "64"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    out = open(log, "w+")  # noqa: SIM115 - the server writes to it until the fixture ends
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rednet", "serve", "--port", str(port), "--tile", "64"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "rednet serve did not start:\n" + log.read_text()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-            finally:
-                conn.close()
+        _wait_healthy(port, process, out, 90)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(30)
+        out.close()
 
 
 def skip_or_fail(reason: str) -> None:
