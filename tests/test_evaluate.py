@@ -38,8 +38,10 @@ def test_result_records_the_protocol(folder):
     proto = result["protocol"]
     assert proto["shave"] == 3 and proto["quantized"] is True and proto["channel"] == "gray"
     assert proto["images"] == 2 and len(result["images"]) == 2
-    assert set(result["mean"]) == {"psnr", "ssim", "seconds"}
-    assert evaluate(EvalConfig(task="sr", dataset=str(folder), scale=3, shave=0))["protocol"]["shave"] == 0
+    assert set(result["mean"]) == {"psnr", "ssim", "seconds", "psnr_shave0"}  # SR: also the whole image
+    unshaved = evaluate(EvalConfig(task="sr", dataset=str(folder), scale=3, shave=0))
+    assert unshaved["protocol"]["shave"] == 0 and set(unshaved["mean"]) == {"psnr", "ssim", "seconds"}
+    assert unshaved["mean"]["psnr"] == pytest.approx(result["mean"]["psnr_shave0"])
 
 
 @pytest.mark.parametrize(

@@ -258,8 +258,12 @@ def test_error_messages_never_show_server_paths(client):
     ("fields", "message"),
     [
         ({"task": "colorize"}, "Input should be 'denoise', 'sr', 'jpeg', 'deblur' or 'inpaint'"),
-        ({"task": "sr", "level": "2"}, "no shipped model for task 'sr' yet; this server has: denoise-gray"),
-        ({"task": "jpeg"}, "no shipped model for task 'jpeg' yet"),
+        (
+            {"task": "deblur", "level": "2"},
+            "no shipped model for task 'deblur' yet; this server has: denoise-gray",
+        ),
+        ({"task": "inpaint"}, "no shipped model for task 'inpaint' yet"),
+        ({"task": "sr"}, "task sr needs level = scale"),
         (
             {"task": "denoise", "model": "nope"},
             "unknown model 'nope'; this server has: denoise-gray (denoise)",
@@ -275,6 +279,12 @@ def test_bad_task_model_or_level_is_422_with_what_is_available(client, fields, m
     assert response.status_code == 422
     assert message in json.dumps(response.json()["detail"]).replace('\\"', '"')
     still_serves(client)
+
+
+def test_sr_through_the_api_enlarges_by_the_level_with_the_shipped_model(client):
+    response = post(client, SMALL, task="sr", level="3")
+    assert response.status_code == 200
+    assert Image.open(_io.BytesIO(response.content)).size == (96, 96)
 
 
 def test_a_file_path_from_the_client_is_never_used_as_a_model(client, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,42 @@ def _add_level_flags(p: argparse.ArgumentParser) -> None:
         "--kernel", choices=["gaussian", "disk"], help="blur kernel: gaussian 25x25 s=1.6, disk r=7"
     )
     p.add_argument("--mask", help="inpainting corruption: 'text' or a pixel-loss rate such as 0.5")
+
+
+REPORT_DEFAULTS: dict[str, dict[str, str]] = {
+    "denoise": {
+        "datasets": "Set12,BSD68,CBSD68",
+        "sigmas": "10,15,25,30,50,70",
+        "methods": "noisy,bm3d,rednet,rednet+ensemble",
+    },
+    "sr": {"datasets": "Set5,Set14,B100", "scales": "2,3,4", "methods": "input,rednet,rednet+ensemble"},
+    "jpeg": {
+        "datasets": "LIVE1,Classic5",
+        "color_datasets": "LIVE1",
+        "qualities": "10,20,30,40",
+        "methods": "input,rednet,rednet+ensemble",
+    },
+}
+"""Each report's list options and their defaults; a report's command line names the ones that differ."""
+
+
+def _add_report_options(r: argparse.ArgumentParser) -> None:
+    """The options every ``rednet report TASK`` takes besides its sets, levels and methods."""
+    r.add_argument("--limit", type=int, help="only the first N images of each set")
+    r.add_argument("--ensemble-datasets", help="run rednet+ensemble (8x slower) only on these sets")
+    r.add_argument("--jobs", type=int, default=1, help="cells measured at once, one process each (default 1)")
+    r.add_argument("--bf16", action="store_true", help="run the models in bfloat16 (default fp32)")
+    r.add_argument("--data-root", help="where the sets live (default $REDNET_DATA or ../shared/datasets)")
+    r.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("docs/results.md"),
+        help="markdown file whose section of this report is written (other sections are kept)",
+    )
+    r.add_argument("--json", type=Path, help="also write the measured records as JSON")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
+    r.set_defaults(run=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,18 +204,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="generate the result tables of docs/results.md (runs every method)")
     rep = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     r = rep.add_parser("denoise", help="Set12, BSD68, CBSD68: noisy, BM3D, rednet, rednet + self-ensemble")
-    r.add_argument("--datasets", default="Set12,BSD68,CBSD68", help="comma-separated (default all three)")
-    r.add_argument("--sigmas", default="10,15,25,30,50,70", help="noise levels, 0-255 scale")
-    r.add_argument("--methods", default="noisy,bm3d,rednet,rednet+ensemble", help="comma-separated")
-    r.add_argument("--limit", type=int, help="only the first N images of each set")
-    r.add_argument("--ensemble-datasets", help="run rednet+ensemble (8x slower) only on these sets")
-    r.add_argument("--jobs", type=int, default=1, help="cells measured at once, one process each (default 1)")
-    r.add_argument("--bf16", action="store_true", help="run the models in bfloat16 (default fp32)")
-    r.add_argument("--data-root", help="where the sets live (default $REDNET_DATA or ../shared/datasets)")
-    r.add_argument("-o", "--output", type=Path, default=Path("docs/results.md"), help="markdown to write")
-    r.add_argument("--json", type=Path, help="also write the measured records as JSON")
-    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
-    r.set_defaults(run=cmd_report)
+    r.add_argument("--datasets", default=REPORT_DEFAULTS["denoise"]["datasets"], help="comma-separated")
+    r.add_argument("--sigmas", default=REPORT_DEFAULTS["denoise"]["sigmas"], help="noise levels, 0-255 scale")
+    r.add_argument("--methods", default=REPORT_DEFAULTS["denoise"]["methods"], help="comma-separated")
+    _add_report_options(r)
+    r = rep.add_parser("sr", help="Set5, Set14, B100 at x2, x3, x4 (Y): bicubic, rednet, rednet + ensemble")
+    r.add_argument("--datasets", default=REPORT_DEFAULTS["sr"]["datasets"], help="comma-separated")
+    r.add_argument("--scales", default=REPORT_DEFAULTS["sr"]["scales"], help="comma-separated factors")
+    r.add_argument("--methods", default=REPORT_DEFAULTS["sr"]["methods"], help="comma-separated")
+    _add_report_options(r)
+    r = rep.add_parser(
+        "jpeg", help="LIVE1 (Y), Classic5 (gray), LIVE1 (colour): JPEG input, rednet, rednet + ensemble"
+    )
+    r.add_argument("--datasets", default=REPORT_DEFAULTS["jpeg"]["datasets"], help="Y / gray sets")
+    r.add_argument(
+        "--color-datasets",
+        default=REPORT_DEFAULTS["jpeg"]["color_datasets"],
+        help="sets JPEG-coded and restored in colour (4:2:0), with jpeg-color; '' = none",
+    )
+    r.add_argument("--qualities", default=REPORT_DEFAULTS["jpeg"]["qualities"], help="JPEG qualities")
+    r.add_argument("--methods", default=REPORT_DEFAULTS["jpeg"]["methods"], help="comma-separated")
+    _add_report_options(r)
     r = rep.add_parser(
         "runs", help="a markdown table comparing training runs (recipe, cost, validation PSNR)"
     )
@@ -469,26 +515,47 @@ def cmd_report_infer(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from rednet import __version__
-    from rednet.report import DenoiseReport, render_denoise_report, run_denoise_report, write_text_atomic
+    from rednet.report import (
+        DenoiseReport,
+        TaskReport,
+        render_denoise_report,
+        render_task_report,
+        run_denoise_report,
+        run_task_report,
+        write_section,
+        write_text_atomic,
+    )
     from rednet.train import hardware
 
-    report = DenoiseReport(
-        datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()),
-        sigmas=tuple(int(s) for s in args.sigmas.split(",")),
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-        limit=args.limit,
-        ensemble_datasets=tuple(args.ensemble_datasets.split(",")) if args.ensemble_datasets else None,
-        bf16=args.bf16,
-        data_root=args.data_root,
-    )
-    command = ["rednet report denoise"]
-    for flag, default in [
-        ("datasets", "Set12,BSD68,CBSD68"),
-        ("sigmas", "10,15,25,30,50,70"),
-        ("methods", "noisy,bm3d,rednet,rednet+ensemble"),
-    ]:
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+
+    common = {
+        "methods": names(args.methods),
+        "limit": args.limit,
+        "ensemble_datasets": names(args.ensemble_datasets) if args.ensemble_datasets else None,
+        "bf16": args.bf16,
+        "data_root": args.data_root,
+    }
+    if args.what == "denoise":
+        report = DenoiseReport(
+            datasets=names(args.datasets), sigmas=tuple(int(s) for s in names(args.sigmas)), **common
+        )
+        run, render = run_denoise_report, render_denoise_report
+    else:
+        levels = args.scales if args.what == "sr" else args.qualities
+        report = TaskReport(
+            task=args.what,
+            datasets=names(args.datasets),
+            levels=tuple(int(v) for v in names(levels)),
+            color_datasets=names(getattr(args, "color_datasets", "")),
+            **common,
+        )
+        run, render = run_task_report, render_task_report
+    command = [f"rednet report {args.what}"]
+    for flag, default in REPORT_DEFAULTS[args.what].items():
         if getattr(args, flag) != default:
-            command.append(f"--{flag} {getattr(args, flag)}")
+            command.append(f"--{flag.replace('_', '-')} {shlex.quote(getattr(args, flag))}")
     if args.limit is not None:
         command.append(f"--limit {args.limit}")
     if args.ensemble_datasets:
@@ -497,18 +564,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         command.append("--bf16")
     if args.jobs > 1:
         command.append(f"--jobs {args.jobs}")
-    records = run_denoise_report(report, jobs=args.jobs, progress=args.progress)
+    records = run(report, jobs=args.jobs, progress=args.progress)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     workers = (
         f", cells measured by {args.jobs} processes of {threads} thread(s) each" if args.jobs > 1 else ""
     )
     header = (
-        "# Results\n\n"
         f"Generated by `{' '.join(command)}` (rednet {__version__}, torch {torch.__version__}) on "
         f"{hardware(torch.device('cpu'))}{workers}. "
-        "Do not edit by hand: rerun the command to regenerate this file."
+        "Do not edit by hand: rerun the command to regenerate this section."
     )
-    out = write_text_atomic(args.output, render_denoise_report(records, report, header))
+    out = write_section(args.output, args.what, render(records, report, header))
     if args.json:
         write_text_atomic(args.json, json.dumps(records, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)
@@ -644,7 +710,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
             written = io.write_image(
                 out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
             )
-            record.update(output=str(written), megapixels=y.shape[-1] * y.shape[-2] / 1e6)
+            record.update(
+                output=str(written),
+                model=models[channels].card.get("name"),
+                megapixels=y.shape[-1] * y.shape[-2] / 1e6,
+            )
         except (OSError, ValueError) as e:
             if not isinstance(e, (FileNotFoundError, FileExistsError)) and not str(e).startswith(str(path)):
                 e = ValueError(f"{path}: {e}")

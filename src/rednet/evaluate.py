@@ -251,8 +251,10 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         method: override the method function (used by later issues' model methods and by tests).
 
     Returns:
-        A JSON-ready dict: ``config``, ``protocol``, ``images`` (name, psnr, ssim, seconds), ``mean`` and
-        ``failed`` (name, error) for images that could not be read or corrupted; they are skipped.
+        A JSON-ready dict: ``config``, ``protocol``, ``images`` (name, psnr, ssim, seconds; for SR with a
+        shave also ``psnr_shave0``, the whole image as the paper's code scores it), ``mean`` (of each of
+        those) and ``failed`` (name, error) for images that could not be read or corrupted; they are
+        skipped.
 
     Raises:
         ValueError: if no image at all could be evaluated.
@@ -287,17 +289,18 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         if config.quantize:
             restored = degrade.quantize(restored)
         clean = corrupted.clean
-        rows.append(
-            {
-                "name": path.name,
-                "psnr": float(psnr(restored, clean, shave=shave)[0]),
-                "ssim": float(ssim(restored, clean, shave=shave)[0]),
-                "seconds": seconds,
-            }
-        )
+        row = {
+            "name": path.name,
+            "psnr": float(psnr(restored, clean, shave=shave)[0]),
+            "ssim": float(ssim(restored, clean, shave=shave)[0]),
+            "seconds": seconds,
+        }
+        if config.task == "sr" and shave:  # the paper's own SR code scores the whole image
+            row["psnr_shave0"] = float(psnr(restored, clean)[0])
+        rows.append(row)
     if not rows:
         raise ValueError(f"{config.dataset}: no image could be evaluated ({failed[0]['error']})")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "seconds")}
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "name"}
     protocol = {
         "channel": channel,
         "shave": shave,

@@ -16,11 +16,15 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DenoiseReport",
+    "TaskReport",
     "plot_run",
     "render_denoise_report",
     "render_infer_table",
     "render_runs_table",
+    "render_task_report",
     "run_denoise_report",
+    "run_task_report",
+    "write_section",
 ]
 
 
@@ -137,14 +141,43 @@ def _measure(config: Any, method: str, threads: int | None = None) -> dict[str, 
 
         torch.set_num_threads(threads)
     result = evaluate(config)
+    level = {"sr": config.scale, "jpeg": config.quality}.get(config.task, config.sigma)
     return {
         "dataset": config.dataset,
+        "channel": config.channel,
         "sigma": config.sigma,
+        "level": level,
         "method": method,
         "model": config.model,
-        **{k: result["mean"][k] for k in ("psnr", "ssim", "seconds")},
+        **{k: v for k, v in result["mean"].items() if k in ("psnr", "ssim", "seconds", "psnr_shave0")},
         "images": result["protocol"]["images"],
     }
+
+
+def _run_cells(cells: list[tuple[Any, str]], jobs: int, progress: bool) -> list[dict[str, Any]]:
+    """Measure ``(EvalConfig, method label)`` cells in order, in this process or in ``jobs`` processes."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(cells), desc="report", unit="cell", disable=not progress)
+    if jobs <= 1:
+        records = []
+        for config, method in cells:
+            records.append(_measure(config, method))
+            bar.update()
+        bar.close()
+        return records
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no fork after torch's thread pools have started
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(_measure, config, method, threads) for config, method in cells]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update())
+        records = [f.result() for f in futures]
+    bar.close()
+    return records
 
 
 def run_denoise_report(
@@ -194,27 +227,7 @@ def run_denoise_report(
                     bf16=report.bf16 and name == "rednet",
                 )
                 cells.append((config, method))
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(cells), desc="report", unit="cell", disable=not progress)
-    if jobs <= 1:
-        records = []
-        for config, method in cells:
-            records.append(_measure(config, method))
-            bar.update()
-        return records
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")  # no fork after torch's thread pools have started
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_measure, config, method, threads) for config, method in cells]
-        for future in futures:
-            future.add_done_callback(lambda _: bar.update())
-        records = [f.result() for f in futures]
-    bar.close()
-    return records
+    return _run_cells(cells, jobs, progress)
 
 
 def render_denoise_report(records: list[dict[str, Any]], report: DenoiseReport, header: str) -> str:
@@ -292,6 +305,267 @@ def render_denoise_report(records: list[dict[str, Any]], report: DenoiseReport, 
         "",
     ]
     return "\n".join(lines)
+
+
+# Published PSNR (dB, Y) at x2 / x3 / x4, from protocol.md section 3.
+PUBLISHED_SR: dict[str, dict[str, tuple[float, float, float]]] = {
+    "Set5": {
+        "SRCNN": (36.66, 32.75, 30.48),
+        "VDSR": (37.53, 33.66, 31.35),
+        "RED30 (paper, shave unstated)": (37.66, 33.82, 31.51),
+    },
+    "Set14": {
+        "SRCNN": (32.42, 29.28, 27.49),
+        "VDSR": (33.03, 29.77, 28.01),
+        "RED30 (paper, shave unstated)": (32.94, 29.61, 27.86),
+    },
+    "B100": {
+        "SRCNN": (31.36, 28.41, 26.90),
+        "VDSR": (31.90, 28.82, 27.29),
+        "RED30 (paper, shave unstated)": (31.99, 28.93, 27.40),
+    },
+}
+PUBLISHED_SCALES = (2, 3, 4)
+
+# Published PSNR (dB) on LIVE1 Y at q = 10 / 20 / 30 / 40, from protocol.md section 3 (None: not published).
+PUBLISHED_JPEG: dict[str, dict[str, tuple[float | None, ...]]] = {
+    "LIVE1": {
+        "ARCNN": (28.96, 31.29, 32.67, 33.63),
+        "DnCNN-3": (29.19, 31.59, 32.98, 33.96),
+        "RED30 (paper, long version)": (29.35, 31.73, None, None),
+    },
+}
+PUBLISHED_QUALITIES = (10, 20, 30, 40)
+
+# The published method each task's model is measured against (the issue's acceptance bar).
+BASELINE = {"sr": "SRCNN", "jpeg": "ARCNN"}
+
+TASK_METHODS = ("input", "rednet", "rednet+ensemble")
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """What ``rednet report sr`` and ``rednet report jpeg`` measure.
+
+    Attributes:
+        task: "sr" (levels = scales) or "jpeg" (levels = qualities).
+        datasets: sets scored as the protocol says (Y of colour sets, gray sets as they are), with the
+            task's 1-channel model (``sr``, ``jpeg``).
+        color_datasets: sets scored on RGB with the task's 3-channel model (``jpeg-color``; the colour JPEG
+            is Pillow's default 4:2:0).
+        levels: SR scales or JPEG qualities.
+        methods: a subset of ``input`` (the bicubic up-sampling / the decoded JPEG), ``rednet``,
+            ``rednet+ensemble``.
+        limit: only the first ``limit`` images of each set (None = all).
+        ensemble_datasets: the sets that get the 8x slower ``rednet+ensemble`` (None = all of them).
+        bf16: run the models with bfloat16 autocast (default fp32).
+        data_root: where the sets live (see ``rednet.data.data_root``).
+    """
+
+    task: str
+    datasets: tuple[str, ...]
+    levels: tuple[int, ...]
+    color_datasets: tuple[str, ...] = ()
+    methods: tuple[str, ...] = TASK_METHODS
+    limit: int | None = None
+    ensemble_datasets: tuple[str, ...] | None = None
+    bf16: bool = False
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in BASELINE:
+            raise ValueError(f"task must be sr or jpeg, got {self.task!r}")
+        unknown = [m for m in self.methods if m not in TASK_METHODS]
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(TASK_METHODS)}")
+
+    @property
+    def tables(self) -> list[tuple[str, str]]:
+        """(dataset, channel) of each table: "auto" (the protocol's Y/gray) or "rgb"."""
+        return [(d, "auto") for d in self.datasets] + [(d, "rgb") for d in self.color_datasets]
+
+
+def run_task_report(report: TaskReport, *, jobs: int = 1, progress: bool = False) -> list[dict[str, Any]]:
+    """Evaluate every (table, method, level) of an SR or JPEG report; see :func:`run_denoise_report`.
+
+    Returns:
+        One record per cell: dataset, channel, level, method, model (or None), psnr, ssim, seconds (per
+        image), images, and for SR ``psnr_shave0`` (no border shaved, as the paper's code scores).
+    """
+    from rednet.evaluate import EvalConfig
+    from rednet.zoo import WEIGHTS
+
+    cells = []
+    for dataset, channel in report.tables:
+        channels = 3 if channel == "rgb" else 1
+        fits = [n for n, e in WEIGHTS.items() if e.task == report.task and e.channels == channels]
+        model_name = next((n for n in fits if not WEIGHTS[n].fast), None)
+        for method in report.methods:
+            if method.startswith("rednet") and model_name is None:
+                log.warning("%s: no %d-channel %s model; skipping %s", dataset, channels, report.task, method)
+                continue
+            if method == "rednet+ensemble" and dataset not in (report.ensemble_datasets or (dataset,)):
+                continue
+            name = "rednet" if method.startswith("rednet") else "identity"
+            for level in report.levels:
+                config = EvalConfig(
+                    task=report.task,
+                    dataset=dataset,
+                    method=name,
+                    channel=channel,
+                    data_root=report.data_root,
+                    limit=report.limit,
+                    model=model_name if name == "rednet" else None,
+                    ensemble=method == "rednet+ensemble",
+                    bf16=report.bf16 and name == "rednet",
+                    **({"scale": level} if report.task == "sr" else {"quality": level}),
+                )
+                cells.append((config, method))
+    return _run_cells(cells, jobs, progress)
+
+
+def _task_table(
+    report: TaskReport, cell: dict[tuple, dict[str, Any]], dataset: str, channel: str, present: list[str]
+) -> list[str]:
+    """The lines of one table of :func:`render_task_report`: one dataset, Y/gray or RGB."""
+    sr = report.task == "sr"
+    levels = report.levels
+    input_label = "bicubic" if sr else "JPEG input"
+    published = PUBLISHED_SR if sr else PUBLISHED_JPEG
+    published_levels = PUBLISHED_SCALES if sr else PUBLISHED_QUALITIES
+    baseline = BASELINE[report.task]
+    lines = []
+    n = cell[(dataset, channel, levels[0], present[0])]["images"]
+    kind = "RGB, colour JPEG 4:2:0" if channel == "rgb" else ("Y" if sr else "Y / gray")
+    lines += ["", f"### {dataset} ({n} images, {kind})", ""]
+    lines.append("| method | " + " | ".join(f"×{v}" if sr else f"q = {v}" for v in levels) + " |")
+    lines.append("|---|" + "---|" * len(levels))
+
+    def value(method: str, level: int, key: str = "psnr") -> float:
+        return cell[(dataset, channel, level, method)][key]
+
+    def label(method: str) -> str:
+        if method == "input":
+            return input_label
+        return f"{method} (`{cell[(dataset, channel, levels[0], method)]['model']}`)"
+
+    for method in present:
+        row = [f"{value(method, v):.2f} / {value(method, v, 'ssim'):.4f}" for v in levels]
+        lines.append(f"| {label(method)} | " + " | ".join(row) + " |")
+    for method in present:
+        if "psnr_shave0" in cell[(dataset, channel, levels[0], method)]:
+            row = [f"{value(method, v, 'psnr_shave0'):.2f}" for v in levels]
+            lines.append(f"| {label(method)}, shave 0 (PSNR) | " + " | ".join(row) + " |")
+    rows_published = published.get(dataset, {}) if channel == "auto" else {}
+    for method in [m for m in present if m != "input"]:
+        if "input" in present:
+            gains = [value(method, v) - value("input", v) for v in levels]
+            lines.append(
+                f"| {method} − {input_label} (dB) | " + " | ".join(f"{g:+.2f}" for g in gains) + " |"
+            )
+        if baseline in rows_published:
+            by_level = dict(zip(published_levels, rows_published[baseline], strict=True))
+            gains = [
+                f"{value(method, v) - by_level[v]:+.2f}" if by_level.get(v) is not None else ""
+                for v in levels
+            ]
+            lines.append(f"| {method} − {baseline} (published) (dB) | " + " | ".join(gains) + " |")
+    if {"rednet", "rednet+ensemble"} <= set(present):
+        gains = [value("rednet+ensemble", v) - value("rednet", v) for v in levels]
+        lines.append("| self-ensemble gain (dB) | " + " | ".join(f"{g:+.2f}" for g in gains) + " |")
+    for method, values in rows_published.items():
+        by_level = dict(zip(published_levels, values, strict=True))
+        cells = [f"{by_level[v]:.2f}" if by_level.get(v) is not None else "" for v in levels]
+        if any(cells):
+            lines.append(f"| published: {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_task_report(records: list[dict[str, Any]], report: TaskReport, header: str) -> str:
+    """The markdown tables of an SR or JPEG report (a section of ``docs/results.md``)."""
+    from rednet.zoo import WEIGHTS, card_summary, read_card
+
+    sr = report.task == "sr"
+    cell = {(r["dataset"], r["channel"], r["level"], r["method"]): r for r in records}
+    levels = report.levels
+    title = (
+        "## Super-resolution: one model for ×2, ×3 and ×4 (Y channel)"
+        if sr
+        else "## JPEG deblocking: one blind model for all qualities"
+    )
+    lines = [header, "", title, ""]
+    for name in sorted({r["model"] for r in records if r["model"] in WEIGHTS}):
+        lines.append(f"- `{name}` (`src/rednet/weights/{name}.json`): {card_summary(read_card(name))}.")
+    if sr:
+        note = (
+            "Cells are mean PSNR (dB) / SSIM on Y (BT.601; a gray image is its own Y), `shave` = scale "
+            "pixels off each border; the HR image is cropped to a multiple of the scale, the LR image is the "
+            "MATLAB-compatible bicubic down-sampling rounded to 8 bits, and the network's input is its "
+            "bicubic up-sampling (the `bicubic` row). The `shave 0` rows score the whole image, as the "
+            "paper's code does. Published rows are from protocol.md §3."
+        )
+    else:
+        note = (
+            "Cells are mean PSNR (dB) / SSIM, 8-bit outputs. Y / gray tables: the Y (colour sets) or gray "
+            "image is JPEG-coded by Pillow at quality q; RGB tables: the colour image is JPEG-coded with "
+            "Pillow's default 4:2:0 chroma subsampling, as most JPEGs are, and scored on RGB. Published rows "
+            "(LIVE1 Y) are from protocol.md §3."
+        )
+    lines += ["", note]
+    ensemble_skipped = []
+    for dataset, channel in report.tables:
+        present = [m for m in report.methods if (dataset, channel, levels[0], m) in cell]
+        if not present:
+            continue
+        if "rednet+ensemble" in report.methods and "rednet+ensemble" not in present and "rednet" in present:
+            ensemble_skipped.append(f"{dataset} ({'RGB' if channel == 'rgb' else 'Y' if sr else 'Y/gray'})")
+        lines += _task_table(report, cell, dataset, channel, present)
+    if ensemble_skipped:
+        lines += ["", f"Self-ensemble (8x the time) was not run on {', '.join(ensemble_skipped)}."]
+    tables = [(d, c) for d, c in report.tables if any((d, c, levels[0], m) in cell for m in report.methods)]
+    names = [f"{d} ({'RGB' if c == 'rgb' else 'Y' if sr else 'Y/gray'})" for d, c in tables]
+    lines += [
+        "",
+        "Seconds per image on the machine named above (the method alone, mean over all levels):",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for method in [m for m in report.methods if m != "input"]:
+        row = []
+        for dataset, channel in tables:
+            times = [cell[k]["seconds"] for v in levels if (k := (dataset, channel, v, method)) in cell]
+            row.append(f"{sum(times) / len(times):.2f}" if times else "")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Seconds change from run to run; every PSNR and SSIM above is reproduced exactly by the command.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+RESULTS_TITLE = "# Results\n"
+
+
+def write_section(path: str | Path, name: str, text: str) -> Path:
+    """Put ``text`` into ``path`` as the section of report ``name``, leaving the other reports' sections.
+
+    Each section sits between ``<!-- begin: rednet report NAME -->`` and ``<!-- end: ... -->`` lines; an
+    existing section of that name is replaced in place, a new one is appended. The file is written
+    atomically; a missing file starts with the title ``# Results``.
+    """
+    begin, end = f"<!-- begin: rednet report {name} -->", f"<!-- end: rednet report {name} -->"
+    block = f"{begin}\n{text.strip()}\n{end}\n"
+    path = Path(path)
+    old = path.read_text() if path.is_file() else RESULTS_TITLE
+    if begin in old and end in old.split(begin, 1)[1]:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        new = head + block + (f"\n{tail}" if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    return write_text_atomic(path, new)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -55,6 +55,11 @@ WEIGHTS: dict[str, ModelEntry] = {
     # Blind denoisers, sigma 0-75, trained on CPU (see their cards for the runs and their cost).
     "denoise-gray": ModelEntry("denoise-gray.safetensors", task="denoise", channels=1),
     "denoise-color": ModelEntry("denoise-color.safetensors", task="denoise", channels=3),
+    # One super-resolution model for x2, x3 and x4, on Y (colour images: Cb and Cr are bicubic).
+    "sr": ModelEntry("sr.safetensors", task="sr", channels=1),
+    # Blind JPEG deblocking, q 5-95: on Y / gray, and on RGB for colour JPEGs (4:2:0).
+    "jpeg": ModelEntry("jpeg.safetensors", task="jpeg", channels=1),
+    "jpeg-color": ModelEntry("jpeg-color.safetensors", task="jpeg", channels=3),
 }
 """The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
@@ -105,11 +110,22 @@ def card_summary(card: dict[str, Any]) -> str:
     arch, total, val = card.get("architecture", {}), card.get("total", {}), card.get("validation", {})
     levels = ", ".join(f"{k} {v}" for k, v in card.get("levels", {}).items())
     best = val.get("best_psnr") or float("nan")
+    folders = card.get("training_data", {}).get("folders", "?")
+    # Runs of another task it was warm-started from (e.g. sr from denoise-gray) are named, not summed in.
+    other = [r for r in card.get("lineage", []) if f"--task {card.get('task')} " not in r["command"] + " "]
+    if other:
+        training = (
+            f"{card.get('steps', '?')} steps, {card.get('patches_seen', '?')} patches of {folders}, "
+            f"from {other[-1]['name']}'s weights ({total.get('steps', '?')} steps in all)"
+        )
+    else:
+        training = (
+            f"{total.get('steps', card.get('steps', '?'))} steps, "
+            f"{total.get('patches_seen', card.get('patches_seen', '?'))} patches of {folders}"
+        )
     return (
         f"RED{arch.get('depth', '?')} width {arch.get('width', '?')}, {card.get('channel', '?')}, {levels}; "
-        f"{total.get('steps', card.get('steps', '?'))} steps, "
-        f"{total.get('patches_seen', card.get('patches_seen', '?'))} patches of "
-        f"{card.get('training_data', {}).get('folders', '?')}; "
+        f"{training}; "
         f"validation {best:.2f} dB on {str(val.get('set', '?')).split('datasets/')[-1]} at {val.get('level')}"
     )
 
