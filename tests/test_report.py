@@ -222,3 +222,19 @@ def test_ensemble_gain_row_and_the_note_where_the_ensemble_was_not_run():
     text = render_denoise_report(records, report, "# R")
     assert text.count("| self-ensemble gain (dB) | +0.25 |") == 1
     assert "Self-ensemble (8x the time) was not run on BSD68." in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["jpeg", "--qualities", "10,x"], "--qualities takes comma-separated whole numbers, got '10,x'"),
+        (["sr", "--scales", "5", "--methods", "input"], "scale must be 2, 3 or 4, got 5"),
+        (["sr", "--methods", "input,srcnn"], "unknown method 'srcnn'"),
+    ],
+)
+def test_bad_report_options_are_a_one_line_error_and_write_nothing(args, message, tmp_path, capsys):
+    out = tmp_path / "results.md"
+    assert main(["report", *args, "--limit", "1", "-o", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()

@@ -530,6 +530,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     def names(text: str) -> tuple[str, ...]:
         return tuple(x.strip() for x in text.split(",") if x.strip())
 
+    def integers(flag: str) -> tuple[int, ...]:
+        text = getattr(args, flag)
+        if not re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*", text):
+            raise ValueError(f"--{flag} takes comma-separated whole numbers, got {text!r}")
+        return tuple(int(v) for v in names(text))
+
     common = {
         "methods": names(args.methods),
         "limit": args.limit,
@@ -538,16 +544,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         "data_root": args.data_root,
     }
     if args.what == "denoise":
-        report = DenoiseReport(
-            datasets=names(args.datasets), sigmas=tuple(int(s) for s in names(args.sigmas)), **common
-        )
+        report = DenoiseReport(datasets=names(args.datasets), sigmas=integers("sigmas"), **common)
         run, render = run_denoise_report, render_denoise_report
     else:
-        levels = args.scales if args.what == "sr" else args.qualities
         report = TaskReport(
             task=args.what,
             datasets=names(args.datasets),
-            levels=tuple(int(v) for v in names(levels)),
+            levels=integers("scales" if args.what == "sr" else "qualities"),
             color_datasets=names(getattr(args, "color_datasets", "")),
             **common,
         )
