@@ -21,7 +21,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from rednet.web import _free_port, _wait_healthy
+from rednet.bench import _free_port, _wait_healthy
+from rednet.web import TASKS
+from rednet.zoo import WEIGHTS
 
 CHROMIUM = os.environ.get("REDNET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -95,7 +97,10 @@ def test_page_restores_an_upload_shows_before_after_and_downloads_the_result(bro
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(server + "/")
     page.wait_for_selector("#task option[value=denoise]", state="attached")
-    assert page.locator("#task option").all_inner_texts() == ["Denoise"]  # only what GET /v1/models holds
+    labels = {"denoise": "Denoise", "sr": "Super-resolution", "jpeg": "Remove JPEG artefacts"}
+    shipped = {entry.task for entry in WEIGHTS.values()}
+    # Only the tasks GET /v1/models holds, in the order of rednet restore --task.
+    assert page.locator("#task option").all_inner_texts() == [labels[t] for t in TASKS if t in shipped]
     page.set_input_files("#file", str(upload))
     page.click("#restore")
     page.wait_for_selector("#result:not([hidden])", timeout=90_000)

@@ -875,7 +875,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from rednet import web
+    from rednet import bench, web
 
     settings = web.ServeSettings(
         host=args.host,
@@ -908,7 +908,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ]
     if args.bf16 is not None:
         server_args.append("--bf16" if args.bf16 else "--no-bf16")
-    result = web.bench_serve(
+    result = bench.bench_serve(
         requests=args.requests,
         concurrency=args.concurrency,
         size=args.size,
