@@ -481,6 +481,10 @@ def _task_table(
     return lines
 
 
+def _table_name(dataset: str, channel: str, sr: bool) -> str:
+    return f"{dataset} ({'RGB' if channel == 'rgb' else 'Y' if sr else 'Y/gray'})"
+
+
 def render_task_report(records: list[dict[str, Any]], report: TaskReport, header: str) -> str:
     """The markdown tables of an SR or JPEG report (a section of ``docs/results.md``)."""
     from rednet.zoo import WEIGHTS, card_summary, read_card
@@ -511,6 +515,8 @@ def render_task_report(records: list[dict[str, Any]], report: TaskReport, header
             "Pillow's default 4:2:0 chroma subsampling, as most JPEGs are, and scored on RGB. Published rows "
             "(LIVE1 Y) are from protocol.md §3."
         )
+    if report.bf16:
+        note += " The models ran in bfloat16 (`--bf16`), as `rednet restore` does on a CPU that has it."
     lines += ["", note]
     ensemble_skipped = []
     for dataset, channel in report.tables:
@@ -518,12 +524,12 @@ def render_task_report(records: list[dict[str, Any]], report: TaskReport, header
         if not present:
             continue
         if "rednet+ensemble" in report.methods and "rednet+ensemble" not in present and "rednet" in present:
-            ensemble_skipped.append(f"{dataset} ({'RGB' if channel == 'rgb' else 'Y' if sr else 'Y/gray'})")
+            ensemble_skipped.append(_table_name(dataset, channel, sr))
         lines += _task_table(report, cell, dataset, channel, present)
     if ensemble_skipped:
         lines += ["", f"Self-ensemble (8x the time) was not run on {', '.join(ensemble_skipped)}."]
     tables = [(d, c) for d, c in report.tables if any((d, c, levels[0], m) in cell for m in report.methods)]
-    names = [f"{d} ({'RGB' if c == 'rgb' else 'Y' if sr else 'Y/gray'})" for d, c in tables]
+    names = [_table_name(d, c, sr) for d, c in tables]
     lines += [
         "",
         "Seconds per image on the machine named above (the method alone, mean over all levels):",
