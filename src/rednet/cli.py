@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = rep.add_parser("infer", help="a markdown table of a saved `rednet bench infer --json` result")
     r.add_argument("bench_json", type=Path, metavar="BENCH_JSON", help="the JSON that bench infer printed")
     r.set_defaults(run=cmd_report_infer)
+    r = rep.add_parser(
+        "regenerate", help="rerun the command of every section of docs/results.md, each in place"
+    )
+    r.add_argument("-o", "--output", type=Path, default=Path("docs/results.md"), help="file to regenerate")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
+    r.set_defaults(run=cmd_report_regenerate)
 
     p = sub.add_parser(
         "bench", help="benchmarks that print JSON (bench train: throughput vs the matmul peak)"
@@ -497,6 +503,23 @@ def cmd_report_runs(args: argparse.Namespace) -> int:
     if missing:
         raise FileNotFoundError(f"{missing[0]}: not a training run folder (needs config.json and log.jsonl)")
     print(render_runs_table(args.run_dirs))
+    return 0
+
+
+def cmd_report_regenerate(args: argparse.Namespace) -> int:
+    from rednet.report import section_commands
+
+    if not args.output.is_file():
+        raise FileNotFoundError(f"{args.output}: no such file to regenerate")
+    commands = section_commands(args.output.read_text())
+    if not commands:
+        raise ValueError(f"{args.output}: no section made by `rednet report` in it")
+    for name, command in commands:
+        print(f"{name}: {command}", file=sys.stderr)
+        argv = shlex.split(command)[1:] + ["-o", str(args.output)]
+        code = main(argv if args.progress else [*argv, "--no-progress"])
+        if code:
+            return code
     return 0
 
 
