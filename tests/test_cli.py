@@ -240,3 +240,63 @@ def test_the_command_keeps_freed_memory_unless_the_environment_says_0(monkeypatc
     monkeypatch.setenv("REDNET_REUSE_FREED_MEMORY", "0")
     assert main(["models"]) == 0
     assert calls == [1]
+
+
+@pytest.fixture
+def mask_model(tmp_path) -> Path:
+    """A small random mask-aware inpainting model, exported as a user's own would be."""
+    import torch
+
+    from rednet.model import REDNet, REDNetConfig
+    from rednet.zoo import save_weights
+
+    torch.manual_seed(0)
+    model = REDNet(REDNetConfig(depth=4, width=8, channels=3, mask_input=True))
+    return save_weights(tmp_path / "inpaint-mask.safetensors", model, {"name": "tiny", "task": "inpaint"})
+
+
+def test_restore_with_a_mask_fills_only_the_white_pixels(photo, mask_model, tmp_path):
+    a = np.zeros((96, 120), np.uint8)
+    a[40:50, 20:90] = 255
+    Image.fromarray(a).save(tmp_path / "mask.png")
+    out = tmp_path / "out.png"
+    argv = ["restore", "--task", "inpaint", str(photo), "-o", str(out), "--weights", str(mask_model)]
+    assert main([*argv, "--mask", str(tmp_path / "mask.png")]) == 0
+    before, after = np.asarray(Image.open(photo)), np.asarray(Image.open(out))
+    assert after.shape == before.shape
+    assert np.array_equal(after[a == 0], before[a == 0])
+    assert not np.array_equal(after[a > 0], before[a > 0])
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        ("wrong-size", "the mask is 119x96 pixels but the image is 120x96"),
+        ("colour", "a mask must be black and white (1-bit or gray), but this one is colour (RGB)"),
+        ("missing", "file not found"),
+    ],
+)
+def test_restore_refuses_a_mask_of_the_wrong_size_or_mode_in_one_line(
+    photo, mask_model, tmp_path, capsys, mask, message
+):
+    path = tmp_path / f"{mask}.png"
+    if mask == "wrong-size":
+        Image.fromarray(np.zeros((96, 119), np.uint8)).save(path)
+    elif mask == "colour":
+        Image.fromarray(data.astronaut()[:96, :120]).save(path)
+    out = tmp_path / "out.png"
+    argv = ["restore", "--task", "inpaint", str(photo), "-o", str(out), "--weights", str(mask_model)]
+    assert main([*argv, "--mask", str(path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(message in line and line.startswith("rednet: error: ") for line in err), err
+    assert "Traceback" not in "\n".join(err)
+    assert not out.exists()
+
+
+def test_restore_mask_and_kernel_flags_belong_to_their_tasks(photo, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    assert main(["restore", "--task", "denoise", str(photo), "-o", str(out), "--mask", str(photo)]) == 1
+    assert "--mask is for --task inpaint" in capsys.readouterr().err
+    assert main(["restore", "--task", "denoise", str(photo), "-o", str(out), "--kernel", "disk"]) == 1
+    assert "--kernel is for --task deblur" in capsys.readouterr().err
+    assert not out.exists()

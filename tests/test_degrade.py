@@ -514,3 +514,19 @@ def test_bicubic_sr_set5_y_baseline(data_root, scale, published, tol_lr_quantise
             s = scale
             values.append(_psnr(clean[..., s:-s, s:-s], degrade.quantize(degraded)[..., s:-s, s:-s]))
         assert np.mean(values) == pytest.approx(published, abs=tol), (quantize_lr, np.mean(values))
+
+
+def test_training_damage_mixes_coloured_text_and_scratches_and_changes_only_masked_pixels():
+    x = torch.full((4, 3, 64, 64), 0.5)
+    y, mask = degrade.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
+    kept = mask.expand_as(x) == 1
+    assert torch.equal(y[kept], x[kept])
+    lost = 1 - mask.mean(dim=(1, 2, 3))
+    assert torch.all(lost > 0) and torch.all(lost <= 0.3)
+    covered = y.permute(1, 0, 2, 3)[:, mask[:, 0] == 0]  # (C, n_covered)
+    coloured = (covered != covered[:1]).any(dim=0)  # channels differ: neither white, black nor gray
+    assert coloured.any() and (~coloured).any()
+    again = degrade.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
+    assert torch.equal(again[0], y)
+    gray, gray_mask = degrade.scratches_and_text(x[:, :1], generator=np.random.default_rng(0))
+    assert gray.shape == (4, 1, 64, 64) and gray_mask.shape == (4, 1, 64, 64)

@@ -271,10 +271,10 @@ def test_restore_refuses_to_overwrite_its_input(weights, tmp_path, capsys):
 def test_restore_without_a_shipped_model_says_what_to_do(tmp_path, capsys):
     src = tmp_path / "a.png"
     Image.fromarray(data.camera()[:20, :20]).save(src)
-    assert (
-        main(["restore", "--task", "inpaint", "--mask", "text", str(src), "-o", str(tmp_path / "o.png")]) == 1
-    )
-    assert "--weights" in capsys.readouterr().err
+    # No blind deblurrer is shipped: an unknown blur needs --kernel, or the user's own weights.
+    assert main(["restore", "--task", "deblur", str(src), "-o", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err
+    assert "--weights" in err and "give --kernel gaussian or disk" in err
 
 
 def test_torchrun_shards_files_across_ranks_without_duplicates(weights, tmp_path):
@@ -347,3 +347,23 @@ def test_eval_scores_a_rednet_model_with_and_without_ensemble(weights, tmp_path,
     assert plain["mean"]["psnr"] != ens["mean"]["psnr"]
     assert main([*base, "--method", "rednet"]) == 1
     assert "needs --model NAME or --weights FILE" in capsys.readouterr().err
+
+
+def test_a_mask_aware_model_needs_the_mask_keeps_known_pixels_and_tiles_exactly():
+    model = random_model(RED30, channels=3, mask_input=True)
+    x = torch.rand(1, 3, 41, 37, generator=torch.Generator().manual_seed(1))
+    known = (torch.rand(1, 1, 41, 37, generator=torch.Generator().manual_seed(2)) > 0.5).float()
+    whole = restore(model, x, tile=None, mask=known)
+    assert whole.shape == (1, 3, 41, 37)
+    assert torch.equal(whole * known, x * known)
+    assert (restore(model, x, tile=16, mask=known) - whole).abs().max() < 1e-4
+    ensemble = restore(model, x, tile=None, mask=known, ensemble=True)
+    assert torch.allclose(ensemble * known, x * known, atol=1e-6)
+    gray = restore(model, x[:, :1], tile=None, mask=known)  # a gray image through the colour model
+    assert gray.shape == (1, 1, 41, 37)
+    with pytest.raises(ValueError, match="needs a mask"):
+        restore(model, x)
+    with pytest.raises(ValueError, match=r"mask must be \(N, 1, 41, 37\)"):
+        restore(model, x, mask=known[..., :20])
+    with pytest.raises(ValueError, match="takes no mask"):
+        restore(random_model(RED10, channels=3), x, mask=known)

@@ -748,3 +748,22 @@ def test_is_image_file_goes_by_suffix() -> None:
     assert rio.is_image_file("a/B.PNG") and rio.is_image_file(Path("x.tiff")) and rio.is_image_file("y.JPeG")
     assert not rio.is_image_file("notes.txt") and not rio.is_image_file("png")
     assert set(rio.IMAGE_SUFFIXES) == {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def test_read_mask_takes_white_as_damage_and_refuses_colour_alpha_and_a_wrong_size(tmp_path):
+    a = np.zeros((6, 8), np.uint8)
+    a[2:4, 3:6] = 255
+    Image.fromarray(a).save(tmp_path / "m.png")
+    Image.fromarray(a > 0).save(tmp_path / "bits.png")  # a 1-bit mask
+    for name in ("m.png", "bits.png"):
+        mask = rio.read_mask(tmp_path / name, size=(6, 8))
+        assert mask.shape == (1, 1, 6, 8) and mask.dtype == torch.float32
+        assert torch.equal(mask[0, 0], torch.from_numpy(a == 0).float())  # 1 = known, 0 = to fill
+    Image.fromarray(np.stack([a] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    with pytest.raises(rio.ImageError, match=r"rgb.png: a mask must be black and white.*colour \(RGB\)"):
+        rio.read_mask(tmp_path / "rgb.png")
+    Image.fromarray(np.stack([a, a], axis=-1), mode="LA").save(tmp_path / "la.png")
+    with pytest.raises(rio.ImageError, match="alpha"):
+        rio.read_mask(tmp_path / "la.png")
+    with pytest.raises(rio.ImageError, match=r"m.png: the mask is 8x6 pixels but the image is 9x6"):
+        rio.read_mask(tmp_path / "m.png", size=(6, 9))

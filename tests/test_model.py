@@ -187,3 +187,32 @@ def test_training_path_of_the_deconvolutions_gives_the_same_output_and_gradients
     torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-5)
     for a, b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_mask_aware_model_keeps_known_pixels_and_returns_the_image_channels():
+    torch.manual_seed(0)
+    model = REDNet(REDNetConfig(depth=10, width=8, channels=3, mask_input=True)).eval()
+    image = torch.rand(2, 3, 19, 23)
+    known = (torch.rand(2, 1, 19, 23) > 0.5).float()
+    with torch.no_grad():
+        out = model(torch.cat([image, known], dim=1))
+    assert out.shape == (2, 3, 19, 23)
+    assert torch.equal(out * known, image * known)  # known pixels pass through
+    assert not torch.allclose(out * (1 - known), image * (1 - known))  # the others are filled
+    assert parameter_count(model.config) == sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError, match=r"x must be \(N, 4, H, W\)"):
+        model(image)
+
+
+def test_an_rgb_model_starts_a_mask_aware_one_that_first_ignores_the_mask():
+    torch.manual_seed(0)
+    rgb = REDNet(REDNetConfig(depth=10, width=16, channels=3)).eval()
+    masked = REDNet(REDNetConfig(depth=10, width=16, channels=3, mask_input=True)).eval()
+    masked.load_state_dict(convert_channels(rgb.state_dict(), 3, mask_input=True))
+    image, known = torch.rand(1, 3, 17, 21), (torch.rand(1, 1, 17, 21) > 0.3).float()
+    with torch.no_grad():
+        expected = known * image + (1 - known) * rgb(image)
+        torch.testing.assert_close(masked(torch.cat([image, known], 1)), expected, atol=1e-5, rtol=1e-5)
+    # and back: dropping the mask channel gives the RGB model's first layer again
+    back = convert_channels(masked.state_dict(), 3, mask_input=False)
+    assert torch.equal(back["convs.0.weight"], rgb.state_dict()["convs.0.weight"])

@@ -125,3 +125,17 @@ def test_onnx_file_without_rednet_metadata_is_rejected(tmp_path):
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     with pytest.raises(ValueError, match="plain.onnx: no rednet model config"):
         OnnxModel(path)
+
+
+def test_a_mask_aware_model_exports_and_matches_pytorch_given_image_and_mask(tmp_path):
+    torch.manual_seed(0)
+    model = REDNet(REDNetConfig(depth=10, width=8, channels=3, mask_input=True)).eval()
+    onnx_model = OnnxModel(export_onnx(model, tmp_path / "mask.onnx", card={"name": "test"}))
+    assert onnx_model.config.mask_input
+    x = torch.rand(1, 3, 29, 31)
+    known = (torch.rand(1, 1, 29, 31) > 0.5).float()
+    with torch.no_grad():
+        expected = model(torch.cat([x, known], 1))
+    torch.testing.assert_close(onnx_model(torch.cat([x, known], 1)), expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="does not take a mask"):
+        restore_onnx(onnx_model, x)

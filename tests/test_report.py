@@ -8,7 +8,14 @@ import pytest
 
 from rednet.cli import build_parser, main
 from rednet.evaluate import EvalConfig, evaluate
-from rednet.report import DenoiseReport, render_denoise_report, section_commands
+from rednet.report import (
+    ClassicReport,
+    DenoiseReport,
+    _setting_label,
+    render_classic_report,
+    render_denoise_report,
+    section_commands,
+)
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
@@ -74,11 +81,15 @@ def test_committed_results_name_a_valid_command_per_section_and_cover_its_scope(
             "denoise": ("sigmas", "σ = {} |"),
             "sr": ("scales", "×{} |"),
             "jpeg": ("qualities", "q = {} |"),
+            "deblur": ("settings", "{} |"),
+            "inpaint": ("settings", "{} |"),
         }
         field, label = levels[name]
         for dataset in args.datasets.split(","):
             assert f"### {dataset} (" in section
         for level in getattr(args, field).split(","):
+            if name in ("deblur", "inpaint"):
+                level = _setting_label(name, level)
             assert label.format(level) in section
 
 
@@ -228,6 +239,9 @@ def test_ensemble_gain_row_and_the_note_where_the_ensemble_was_not_run():
         (["jpeg", "--qualities", "10,x"], "--qualities takes comma-separated whole numbers, got '10,x'"),
         (["sr", "--scales", "5", "--methods", "input"], "scale must be 2, 3 or 4, got 5"),
         (["sr", "--methods", "input,srcnn"], "unknown method 'srcnn'"),
+        (["deblur", "--settings", "motion:0"], "deblur settings look like 'gaussian:2.55' or 'disk:0'"),
+        (["inpaint", "--settings", "text,1.5"], "mask rate must be in (0, 1), got 1.5"),
+        (["inpaint", "--methods", "input,bm3d"], "unknown method 'bm3d'"),
     ],
 )
 def test_bad_report_options_are_a_one_line_error_and_write_nothing(args, message, tmp_path, capsys):
@@ -261,3 +275,88 @@ def test_regenerate_refuses_a_file_without_report_sections(tmp_path, capsys):
     assert main(["report", "regenerate", "-o", str(out)]) == 1
     assert "no section made by `rednet report`" in capsys.readouterr().err
     assert out.read_text() == "# Notes\n"
+
+
+def _classic_records(rows, **extra):
+    return [
+        {
+            "dataset": d,
+            "setting": c,
+            "method": m,
+            "model": mo,
+            "psnr": p,
+            "ssim": 0.5,
+            "seconds": 1.0,
+            "images": 2,
+            **extra,
+        }
+        for d, c, m, mo, p in rows
+    ]
+
+
+def test_deblur_report_gain_is_over_the_better_classical_method_and_the_tuning_choice_is_bold():
+    settings = ("gaussian:2.55", "disk:2.55")
+    records = _classic_records(
+        [("BSDS500/train", c, "wiener", None, 25.0 + v) for c in settings for v in (0, 1)], tuning=True
+    )
+    for r, value in zip(records, (0.01, 0.02, 0.01, 0.02), strict=True):
+        r["parameter"] = value
+    records += _classic_records(
+        [
+            ("Set14", "gaussian:2.55", "wiener", None, 26.0),
+            ("Set14", "gaussian:2.55", "richardson-lucy", None, 26.5),
+            ("Set14", "gaussian:2.55", "rednet", "deblur-gaussian", 28.0),
+            ("Set14", "disk:2.55", "wiener", None, 24.0),
+            ("Set14", "disk:2.55", "richardson-lucy", None, 23.0),
+            ("Set14", "disk:2.55", "rednet", "deblur-disk", 25.5),
+        ]
+    )
+    report = ClassicReport(
+        task="deblur", datasets=("Set14",), settings=settings, methods=("wiener", "richardson-lucy", "rednet")
+    )
+    text = render_classic_report(records, report, "# R")
+    assert "| Gaussian σ 1.6, noise 2.55 | disk r 7, noise 2.55 |" in text
+    assert "| rednet − the better of Wiener and R–L (dB) | +1.50 | +1.50 |" in text
+    assert "| rednet (true kernel" not in text and "(`deblur-disk`, `deblur-gaussian`)" in text
+    assert "| Wiener balance 0.02 | **26.00** | **26.00** |" in text
+    assert "| Wiener balance 0.01 | 25.00 | 25.00 |" in text
+
+
+def test_inpaint_report_compares_the_blind_model_with_telea_and_the_mask_model_with_biharmonic():
+    records = _classic_records(
+        [
+            ("CBSD68", "text", "telea", None, 30.0),
+            ("CBSD68", "text", "biharmonic", None, 29.0),
+            ("CBSD68", "text", "rednet", "inpaint", 30.4),
+            ("CBSD68", "text", "rednet-mask", "inpaint-mask", 31.0),
+            ("CBSD68", "0.5", "telea", None, 27.0),
+            ("CBSD68", "0.5", "biharmonic", None, 28.0),
+            ("CBSD68", "0.5", "rednet", "inpaint", 12.0),
+            ("CBSD68", "0.5", "rednet-mask", "inpaint-mask", 28.7),
+        ]
+    )
+    report = ClassicReport(
+        task="inpaint",
+        datasets=("CBSD68",),
+        settings=("text", "0.5"),
+        methods=("telea", "biharmonic", "rednet", "rednet-mask"),
+    )
+    text = render_classic_report(records, report, "# R")
+    assert "| method | text | 50% pixels lost |" in text
+    assert "| rednet − Telea (dB) | +0.40 | -15.00 |" in text
+    assert "| rednet-mask − biharmonic (dB) | +2.00 | +0.70 |" in text
+    assert "Tuning" not in text
+
+
+def test_inpaint_report_measures_the_inputs_of_eval(data_root, tmp_path):
+    out = tmp_path / "results.md"
+    argv = ["report", "inpaint", "--datasets", "Set14", "--settings", "text,0.5", "--methods", "input,telea"]
+    assert main([*argv, "--limit", "1", "-o", str(out), "--no-progress"]) == 0
+    text = out.read_text()
+    for mask in ("text", "0.5"):
+        result = evaluate(EvalConfig(task="inpaint", dataset="Set14", method="telea", mask=mask, limit=1))
+        assert f"{result['mean']['psnr']:.2f} / {result['mean']['ssim']:.4f}" in text
+    assert (
+        "Generated by `rednet report inpaint --datasets Set14 --settings text,0.5 --methods input,telea "
+        "--limit 1`" in text
+    )

@@ -425,3 +425,42 @@ def test_sigterm_stops_the_run_after_writing_a_checkpoint(images, tmp_path):
     assert proc.returncode == 1 and "interrupted" in err
     step = load_checkpoint(run / "last.pt")["step"]
     assert step >= 20  # logged twice (every 10 steps), so the checkpoint is not an empty start
+
+
+def test_inpainting_patches_mix_the_damages_and_carry_the_mask_for_a_mask_aware_model(images):
+    config = tiny(images, task="inpaint", mask="strokes+0.5-0.8", mask_input=True, channel="rgb")
+    kinds = [c.kernel_or_mask for c in config.corruptions()]
+    assert kinds == ["strokes", "rate"] and all(c.with_mask for c in config.corruptions())
+    dataset = PatchDataset(load_training_images([images], "rgb"), config.corruptions(), patch_size=24)
+    for i in range(6):
+        degraded, clean = dataset[i]
+        assert degraded.shape == (4, 24, 24) and clean.shape == (3, 24, 24)
+        known = degraded[3:] == 1
+        assert torch.equal((degraded[:3] * known), (clean * known))  # the mask marks every change
+    with pytest.raises(ValueError, match="mask_input"):
+        tiny(images, task="denoise", mask_input=True)
+
+
+def test_a_blind_gaussian_deblurring_patch_set_draws_a_new_blur_per_patch(images):
+    config = tiny(images, task="deblur", kernel="gaussian-family", blur_sigma="0.5-3", sigma="0")
+    dataset = PatchDataset(load_training_images([images], "rgb"), config.corruptions(), patch_size=24)
+
+    # Blur strength differs between patches: the detail each patch keeps (gradient energy, blurred / clean).
+    def kept_detail(degraded: torch.Tensor, clean: torch.Tensor) -> float:
+        return float(degraded.diff(dim=-1).abs().mean() / clean.diff(dim=-1).abs().mean())
+
+    kept = [kept_detail(*dataset[i]) for i in range(12)]
+    assert max(kept) > 2 * min(kept)
+
+
+def test_an_rgb_model_warm_starts_a_mask_aware_inpainting_run(images, tmp_path):
+    train(tiny(images, steps=1, channel="rgb"), tmp_path / "rgb", progress=False)
+    main(["export", str(tmp_path / "rgb"), "-o", str(tmp_path / "rgb.safetensors")])
+    config = tiny(images, task="inpaint", mask="strokes+0-0.8", mask_input=True, channel="rgb", steps=2)
+    train(config, tmp_path / "mask", init=tmp_path / "rgb.safetensors", progress=False)
+    main(["export", str(tmp_path / "mask"), "-o", str(tmp_path / "mask.safetensors")])
+    model, card = load_weights(tmp_path / "mask.safetensors")
+    assert model.config.mask_input and model.config.channels == 3
+    first = model.state_dict()["convs.0.weight"]
+    assert first.shape[1] == 4 and first[:, 3].abs().sum() > 0  # the mask channel has learnt something
+    assert card["levels"]["mask"] == "strokes+0-0.8"

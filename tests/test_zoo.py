@@ -14,7 +14,18 @@ TASK_CHECK = {
     "denoise": ({"sigma": 25}, 5.0),
     "sr": ({"scale": 2}, 0.5),
     "jpeg": ({"quality": 10}, 0.5),
+    "deblur": ({"kernel": "gaussian", "sigma": 2.55}, 1.0),  # the kernel: the model's own, if it has one
+    "inpaint": ({"mask": "text"}, 3.0),  # the mask-aware model: 50 % of the pixels lost, mask given
 }
+
+
+def _check_level(entry) -> tuple[dict, float]:
+    level, min_gain = TASK_CHECK[entry.task]
+    if entry.task == "deblur" and entry.variant:
+        level = {**level, "kernel": entry.variant}
+    if entry.variant == "mask":
+        level = {"mask": "0.5"}
+    return level, min_gain
 
 
 @pytest.mark.parametrize("name", list(WEIGHTS))
@@ -32,9 +43,10 @@ def test_every_shipped_model_loads_with_its_card_and_restores_its_task_on_a_real
     assert (WEIGHTS_DIR / entry.file).with_suffix(".json").is_file()
     rgb = torch.from_numpy(data.astronaut()[100:196, 150:246].copy()).permute(2, 0, 1)[None] / 255.0
     clean = rgb if entry.channels == 3 else rgb_to_y(rgb)
-    level, min_gain = TASK_CHECK[entry.task]
+    level, min_gain = _check_level(entry)
     damaged = corrupt(clean, EvalConfig(task=entry.task, dataset=".", **level), seed=0)
-    restored = quantize(rednet.restore(model, damaged.degraded))
+    mask = damaged.mask if model.config.mask_input else None
+    restored = quantize(rednet.restore(model, damaged.degraded, mask=mask))
     before = psnr(quantize(damaged.degraded), damaged.clean)
     assert psnr(restored, damaged.clean) > before + min_gain
 
@@ -228,3 +240,22 @@ def test_card_summary_names_a_warm_start_from_another_task_instead_of_adding_it_
     assert "300 steps, 4800 patches of train/T91, from denoise-gray's weights (1300 steps in all)" in summary
     card["lineage"][0]["command"] = "rednet train --task sr --scale 2"
     assert "; 1300 steps, 20800 patches of train/T91; validation 30.00 dB" in card_summary(card)
+
+
+def test_default_model_picks_by_task_channels_and_variant(monkeypatch):
+    from rednet import zoo
+    from rednet.zoo import ModelEntry
+
+    shipped = {
+        "deblur-gaussian": ModelEntry("a.safetensors", task="deblur", channels=3, variant="gaussian"),
+        "deblur-disk": ModelEntry("b.safetensors", task="deblur", channels=3, variant="disk"),
+        "inpaint": ModelEntry("c.safetensors", task="inpaint", channels=3),
+        "inpaint-mask": ModelEntry("d.safetensors", task="inpaint", channels=3, variant="mask"),
+    }
+    monkeypatch.setattr(zoo, "WEIGHTS", shipped)
+    assert zoo.default_model("deblur", 3, variant="disk") == "deblur-disk"
+    assert zoo.default_model("inpaint", 3) == "inpaint"
+    assert zoo.default_model("inpaint", 1, variant="mask") == "inpaint-mask"
+    assert zoo.default_model("deblur", 3, variant=None) == "deblur-gaussian"  # no blind one: any
+    with pytest.raises(ValueError, match=r"for an unknown blur \(give --kernel gaussian or disk\)"):
+        zoo.default_model("deblur", 3)

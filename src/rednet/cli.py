@@ -24,7 +24,7 @@ from rednet import __version__
 TASK_HELP = "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel [--sigma]), inpaint (--mask)"
 
 
-def _add_level_flags(p: argparse.ArgumentParser) -> None:
+def _add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> None:
     p.add_argument(
         "--task", required=True, choices=["denoise", "sr", "jpeg", "deblur", "inpaint"], help=TASK_HELP
     )
@@ -36,7 +36,14 @@ def _add_level_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel", choices=["gaussian", "disk"], help="blur kernel: gaussian 25x25 s=1.6, disk r=7"
     )
-    p.add_argument("--mask", help="inpainting corruption: 'text' or a pixel-loss rate such as 0.5")
+    if mask_file:
+        p.add_argument(
+            "--mask",
+            type=Path,
+            help="inpaint: black-and-white image, white where the damage is (uses the mask-aware model)",
+        )
+    else:
+        p.add_argument("--mask", help="inpainting corruption: 'text' or a pixel-loss rate such as 0.5")
 
 
 REPORT_DEFAULTS: dict[str, dict[str, str]] = {
@@ -51,6 +58,16 @@ REPORT_DEFAULTS: dict[str, dict[str, str]] = {
         "color_datasets": "LIVE1",
         "qualities": "10,20,30,40",
         "methods": "input,rednet,rednet+ensemble",
+    },
+    "deblur": {
+        "datasets": "Set14,CBSD68",
+        "settings": "gaussian:0,gaussian:2.55,disk:0,disk:2.55",
+        "methods": "input,wiener,richardson-lucy,rednet,rednet-blind",
+    },
+    "inpaint": {
+        "datasets": "Set14,CBSD68",
+        "settings": "text,0.5,0.8",
+        "methods": "input,telea,biharmonic,rednet,rednet-mask",
     },
 }
 """Each report's list options and their defaults; a report's command line names the ones that differ."""
@@ -88,12 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, metavar="IN", help="input image")
     p.add_argument("-o", "--output", type=Path, required=True, help="output image (format from its suffix)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random corruption (default 0)")
-    p.add_argument("--save-mask", type=Path, help="inpaint: also write the mask (white = kept)")
+    p.add_argument(
+        "--save-mask",
+        type=Path,
+        help="inpaint: also write the mask (white = damaged, as restore --mask reads it)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(run=cmd_degrade)
 
     p = sub.add_parser("restore", help="restore image files with a RED-Net (files, folders or globs)")
-    _add_level_flags(p)
+    _add_level_flags(p, mask_file=True)
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders of images, or glob patterns")
     p.add_argument(
         "-o",
@@ -156,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="method rednet: weights file (.safetensors)")
     p.add_argument("--ensemble", action="store_true", help="method rednet: 8-transform self-ensemble")
     p.add_argument("--bf16", action="store_true", help="method rednet: bfloat16 autocast")
+    p.add_argument(
+        "--balance", type=float, help="method wiener: regularisation weight (default: 2 sigma/255)"
+    )
+    p.add_argument("--iterations", type=int, help="method richardson-lucy: iterations (default 30)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=cmd_eval)
 
@@ -224,6 +249,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--qualities", default=REPORT_DEFAULTS["jpeg"]["qualities"], help="JPEG qualities")
     r.add_argument("--methods", default=REPORT_DEFAULTS["jpeg"]["methods"], help="comma-separated")
+    _add_report_options(r)
+    r = rep.add_parser(
+        "deblur", help="Set14, CBSD68, two kernels, noise 0 / 2.55 (RGB): Wiener, Richardson-Lucy, rednet"
+    )
+    r.add_argument("--datasets", default=REPORT_DEFAULTS["deblur"]["datasets"], help="comma-separated")
+    r.add_argument(
+        "--settings",
+        default=REPORT_DEFAULTS["deblur"]["settings"],
+        help="columns KERNEL:SIGMA, comma-separated",
+    )
+    r.add_argument("--methods", default=REPORT_DEFAULTS["deblur"]["methods"], help="comma-separated")
+    r.add_argument(
+        "--tune-images", type=int, default=8, help="training images the classical methods are tuned on"
+    )
+    _add_report_options(r)
+    r = rep.add_parser(
+        "inpaint", help="Set14, CBSD68: text, 50 %% and 80 %% pixel loss (RGB): Telea, biharmonic, rednet"
+    )
+    r.add_argument("--datasets", default=REPORT_DEFAULTS["inpaint"]["datasets"], help="comma-separated")
+    r.add_argument(
+        "--settings", default=REPORT_DEFAULTS["inpaint"]["settings"], help="columns: text or a loss rate"
+    )
+    r.add_argument("--methods", default=REPORT_DEFAULTS["inpaint"]["methods"], help="comma-separated")
     _add_report_options(r)
     r = rep.add_parser(
         "runs", help="a markdown table comparing training runs (recipe, cost, validation PSNR)"
@@ -539,10 +587,13 @@ def cmd_report_infer(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rednet import __version__
     from rednet.report import (
+        ClassicReport,
         DenoiseReport,
         TaskReport,
+        render_classic_report,
         render_denoise_report,
         render_task_report,
+        run_classic_report,
         run_denoise_report,
         run_task_report,
         write_section,
@@ -566,7 +617,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         "bf16": args.bf16,
         "data_root": args.data_root,
     }
-    if args.what == "denoise":
+    if args.what in ("deblur", "inpaint"):
+        if args.ensemble_datasets:
+            raise ValueError(f"rednet report {args.what} has no self-ensemble rows")
+        del common["ensemble_datasets"]
+        tune = {"tune_images": args.tune_images} if args.what == "deblur" else {}
+        report = ClassicReport(
+            task=args.what, datasets=names(args.datasets), settings=names(args.settings), **tune, **common
+        )
+        run, render = run_classic_report, render_classic_report
+    elif args.what == "denoise":
         report = DenoiseReport(datasets=names(args.datasets), sigmas=integers("sigmas"), **common)
         run, render = run_denoise_report, render_denoise_report
     else:
@@ -584,6 +644,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             command.append(f"--{flag.replace('_', '-')} {shlex.quote(getattr(args, flag))}")
     if args.limit is not None:
         command.append(f"--limit {args.limit}")
+    if getattr(args, "tune_images", 8) != 8:
+        command.append(f"--tune-images {args.tune_images}")
     if args.ensemble_datasets:
         command.append(f"--ensemble-datasets {args.ensemble_datasets}")
     if args.bf16:
@@ -649,7 +711,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     info = dataclasses.replace(info, alpha=None if alpha is None else alpha.clamp(0, 1))
     out = io.write_image(args.output, y.clamp(0, 1), info, overwrite=args.overwrite, protect=[args.input])
     if mask is not None and args.save_mask is not None:
-        io.write_image(args.save_mask, mask, overwrite=args.overwrite, protect=[args.input, out])
+        io.write_image(args.save_mask, 1 - mask, overwrite=args.overwrite, protect=[args.input, out])
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -687,7 +749,10 @@ def _restore_model(args: argparse.Namespace, channels: int, device: torch.device
         if args.model or args.fast:
             raise ValueError("--weights picks the model itself; leave out --model and --fast")
         return zoo.load(args.weights, device=device)
-    name = args.model or zoo.default_model(args.task, channels, fast=args.fast)
+    variant = {"deblur": args.kernel or "", "inpaint": "mask" if args.mask is not None else ""}
+    name = args.model or zoo.default_model(
+        args.task, channels, fast=args.fast, variant=variant.get(args.task, "")
+    )
     model = zoo.load(name, device=device)
     if model.card.get("task", args.task).split(",")[0] != args.task:
         raise ValueError(f"model {name} restores {model.card.get('task')}, not {args.task}")
@@ -704,7 +769,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     if args.task == "sr" and args.scale is None:
         raise ValueError("task 'sr' needs --scale (the factor to enlarge by)")
+    if args.mask is not None and args.task != "inpaint":
+        raise ValueError("--mask is for --task inpaint")
+    if args.kernel is not None and args.task != "deblur":
+        raise ValueError("--kernel is for --task deblur")
     files = _expand_inputs(args.inputs)
+    if args.mask is not None:
+        io.read_mask(args.mask)  # a bad mask stops here, before any work
     single = len(files) == 1 and io.is_image_file(args.output) and not args.output.is_dir()
     if len(files) > 1 and io.is_image_file(args.output):
         raise ValueError(f"{args.output}: several inputs need an output folder, not a file name")
@@ -731,7 +802,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
             if args.task == "sr":
                 x = degrade.imresize(x, float(args.scale))
                 alpha = None if alpha is None else degrade.imresize(alpha, float(args.scale)).clamp(0, 1)
-            y = restore(models[channels], x, tile=args.tile or "auto", ensemble=args.ensemble, bf16=bf16)
+            mask = None if args.mask is None else io.read_mask(args.mask, size=x.shape[-2:])
+            y = restore(
+                models[channels], x, tile=args.tile or "auto", ensemble=args.ensemble, bf16=bf16, mask=mask
+            )
             out = args.output if single else args.output / path.name
             written = io.write_image(
                 out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
@@ -794,6 +868,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model=args.weights or args.model,
         ensemble=args.ensemble,
         bf16=args.bf16,
+        balance=args.balance,
+        iterations=args.iterations,
     )
     result = evaluate(config, progress=not args.json and sys.stderr.isatty())
     for bad in result["failed"]:

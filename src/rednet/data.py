@@ -177,13 +177,19 @@ class Corruption:
     Attributes:
         task: "denoise", "sr", "jpeg", "deblur" or "inpaint".
         levels: sigma (denoise, 0-255 scale), scale (sr), quality (jpeg), added noise sigma (deblur) or
-            pixel-loss rate (inpaint; ignored when ``kernel_or_mask`` is "text").
-        kernel_or_mask: deblur kernel name ("gaussian", "disk"); inpaint mask "text" or "rate".
+            pixel-loss rate (inpaint "rate").
+        kernel_or_mask: deblur kernel: "gaussian", "disk" or "gaussian-family" (a Gaussian 25 x 25 whose
+            sigma is drawn from ``blur_sigma``); inpaint damage: "text" (the test's white/black text),
+            "strokes" (text and scratches in random colours) or "rate" (random pixel loss).
+        blur_sigma: the range of the "gaussian-family" kernel's sigma, in pixels.
+        with_mask: append the mask (1 = kept) to the degraded patch as one more channel (inpaint).
     """
 
     task: str
     levels: Levels
     kernel_or_mask: str = ""
+    blur_sigma: Levels = Levels(0.5, 3.0)
+    with_mask: bool = False
 
     def margin(self) -> int:
         """Pixels cut around each patch before degrading it, so that no patch edge shows in the patch:
@@ -191,7 +197,8 @@ class Corruption:
         return 0 if self.task in ("denoise", "inpaint") else 16
 
     def apply(self, region: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
-        """Degrade one clean region (1, C, R, R) in [0, 1]; returns (clean, degraded), both (1, C, R', R')."""
+        """Degrade one clean region (1, C, R, R) in [0, 1]; returns (clean, degraded), both (1, C, R', R')
+        (the degraded one (1, C + 1, R', R') ``with_mask``)."""
         if self.task == "denoise":
             return region, degrade.gaussian_noise(region, self.levels.draw(rng), generator=rng)
         if self.task == "sr":
@@ -199,13 +206,20 @@ class Corruption:
         if self.task == "jpeg":
             return region, degrade.jpeg(region, int(self.levels.draw(rng, integer=True)))
         if self.task == "deblur":
-            from rednet.evaluate import kernel_by_name
+            if self.kernel_or_mask == "gaussian-family":
+                kernel = degrade.gaussian_kernel(25, self.blur_sigma.draw(rng))
+            else:
+                from rednet.evaluate import kernel_by_name
 
-            kernel = kernel_by_name(self.kernel_or_mask)
+                kernel = kernel_by_name(self.kernel_or_mask)
             return region, degrade.blur(region, kernel, sigma=self.levels.draw(rng), generator=rng)
         if self.kernel_or_mask == "text":
-            return region, degrade.text_overlay(region, generator=rng)[0]
-        return region, degrade.drop_pixels(region, self.levels.draw(rng), generator=rng)[0]
+            degraded, mask = degrade.text_overlay(region, generator=rng)
+        elif self.kernel_or_mask == "strokes":
+            degraded, mask = degrade.scratches_and_text(region, generator=rng)
+        else:
+            degraded, mask = degrade.drop_pixels(region, self.levels.draw(rng), generator=rng)
+        return region, torch.cat([degraded, mask], dim=1) if self.with_mask else degraded
 
 
 def load_training_images(folders: Sequence[str | Path], channel: str) -> list[Tensor]:

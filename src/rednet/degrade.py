@@ -40,6 +40,7 @@ __all__ = [
     "imresize",
     "jpeg",
     "quantize",
+    "scratches_and_text",
     "text_overlay",
     "upscale",
 ]
@@ -670,3 +671,63 @@ def text_overlay(
     fill = torch.from_numpy(colour)[:, None].to(x.device)
     degraded = x.to(torch.float32) * mask + fill * (1 - mask)
     return degraded, mask
+
+
+def _render_scratch(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Binary (H, W) bool layer with one scratch: a polyline of 2-5 random points, 1-6 px wide."""
+    points = [
+        (float(rng.uniform(-0.1, 1.1) * w), float(rng.uniform(-0.1, 1.1) * h))
+        for _ in range(int(rng.integers(2, 6)))
+    ]
+    layer = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(layer).line(points, fill=255, width=int(rng.integers(1, 7)), joint="curve")
+    return np.asarray(layer) > 0
+
+
+def scratches_and_text(
+    x: Tensor,
+    *,
+    generator: RandomGenerator = None,
+    font_sizes: tuple[int, int] = (12, 40),
+    max_coverage: float = 0.3,
+) -> tuple[Tensor, Tensor]:
+    """Overlay random text and scratches in random colours: the training damage of the inpainting models.
+
+    A superset of :func:`text_overlay` (the test corruption): strings as there (same font, sizes and
+    words), plus scratches (random polylines 1-6 px wide), 7 elements in 10 being text; each string or
+    scratch is white or black (half the time) or a uniformly random colour. Elements are added until a
+    coverage drawn uniformly in [2 %, ``max_coverage``] is reached; one that would exceed
+    ``max_coverage`` is skipped.
+
+    Args:
+        x: images, (N, C, H, W) float32 in [0, 1]; for C = 1 a colour becomes its mean.
+        generator: as in :func:`text_overlay`.
+        font_sizes: (min, max) font size in pixels, inclusive.
+        max_coverage: the largest fraction of pixels covered.
+
+    Returns:
+        ``(degraded, mask)``: (N, C, H, W) float32; mask (N, 1, H, W) float32, 1 = kept, 0 = covered.
+    """
+    _check_image(x)
+    rng = _numpy_rng(generator)
+    n, c, h, w = x.shape
+    covered = np.zeros((n, h, w), dtype=bool)
+    fill = np.zeros((n, c, h, w), dtype=np.float32)
+    for i in range(n):
+        target = rng.uniform(0.02, max_coverage)
+        for _ in range(50):
+            if covered[i].mean() >= target:
+                break
+            if rng.random() < 0.7:
+                layer = _render_string(rng, h, w, font_sizes)
+            else:
+                layer = _render_scratch(rng, h, w)
+            colour = np.full(3, float(rng.integers(0, 2))) if rng.random() < 0.5 else rng.random(3)
+            if (covered[i] | layer).mean() > max_coverage:
+                continue
+            covered[i] |= layer
+            value = colour if c == 3 else colour.mean(keepdims=True)
+            fill[i][:, layer] = value.astype(np.float32)[:, None]
+    mask = torch.from_numpy(~covered).to(torch.float32)[:, None].to(x.device)
+    paint = torch.from_numpy(fill).to(x.device)
+    return x.to(torch.float32) * mask + paint * (1 - mask), mask

@@ -65,6 +65,8 @@ class EvalConfig:
         model: method "rednet": a shipped model name or a weights file (.safetensors).
         ensemble: method "rednet": the 8-transform self-ensemble.
         bf16: method "rednet": bfloat16 autocast.
+        balance: method "wiener": its regularisation weight (None = ``baselines.wiener``'s fixed rule).
+        iterations: method "richardson-lucy": its number of iterations (None = 30).
     """
 
     task: Task
@@ -84,6 +86,8 @@ class EvalConfig:
     model: str | None = None
     ensemble: bool = False
     bf16: bool = False
+    balance: float | None = None
+    iterations: int | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -193,11 +197,14 @@ def _bm3d(c: Corrupted, config: EvalConfig) -> Tensor:
 
 
 def _wiener(c: Corrupted, config: EvalConfig) -> Tensor:
-    return baselines.wiener(c.degraded, kernel_by_name(str(config.kernel)), sigma=float(config.sigma or 0))
+    kernel = kernel_by_name(str(config.kernel))
+    return baselines.wiener(c.degraded, kernel, sigma=float(config.sigma or 0), balance=config.balance)
 
 
 def _richardson_lucy(c: Corrupted, config: EvalConfig) -> Tensor:
-    return baselines.richardson_lucy(c.degraded, kernel_by_name(str(config.kernel)))
+    return baselines.richardson_lucy(
+        c.degraded, kernel_by_name(str(config.kernel)), num_iter=config.iterations or 30
+    )
 
 
 def _telea(c: Corrupted, config: EvalConfig) -> Tensor:
@@ -229,7 +236,8 @@ def rednet_method(config: EvalConfig) -> Method:
     model = load(str(config.model))
 
     def run(c: Corrupted, _config: EvalConfig) -> Tensor:
-        return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16)
+        mask = c.mask if model.config.mask_input else None  # a mask-aware model is given the true mask
+        return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16, mask=mask)
 
     return run
 

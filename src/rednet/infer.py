@@ -55,12 +55,13 @@ def self_ensemble(fn: Fn, x: Tensor) -> Tensor:
     """Self-ensemble: the mean of ``inverse(fn(transform(x)))`` over the 8 dihedral transforms.
 
     Args:
-        fn: a restoration function of (N, C, H, W) tensors that keeps the shape.
+        fn: a restoration function of (N, C, H, W) tensors that keeps H and W (the channels may change).
         x: (N, C, H, W) input.
     """
-    total = torch.zeros_like(x, dtype=torch.float32)
+    total = None
     for k, flip in DIHEDRAL:
-        total += _inverse_transform(fn(_forward_transform(x, k, flip).contiguous()), k, flip).float()
+        y = _inverse_transform(fn(_forward_transform(x, k, flip).contiguous()), k, flip).float()
+        total = y if total is None else total.add_(y)
     return total / len(DIHEDRAL)
 
 
@@ -90,7 +91,7 @@ def tiled(
     whose output pixels depend on at most ``margin`` input pixels on each side.
 
     Args:
-        fn: (N, C, h, w) -> (N, C, h, w).
+        fn: (N, C, h, w) -> (N, C', h, w).
         x: (N, C, H, W) input.
         tile: side of the output blocks (each is computed from at most ``tile + 2 * margin`` pixels).
         margin: context pixels on each side of a block (clipped at the image border, where the whole-image
@@ -101,14 +102,14 @@ def tiled(
             (in the caller's thread; an exception it raises stops the work).
 
     Returns:
-        (N, C, H, W) float32.
+        (N, C', H, W) float32.
     """
     if tile < 1 or margin < 0:
         raise ValueError(f"tile must be >= 1 and margin >= 0, got tile={tile}, margin={margin}")
     n, c, h, w = x.shape
     if tile % align:
         tile += align - tile % align
-    out = torch.empty((n, c, h, w), dtype=torch.float32, device=x.device)
+    out = None
     blocks = [(top, left) for top in _starts(h, tile) for left in _starts(w, tile)]
     iterator = blocks
     if progress and len(blocks) > 1:
@@ -123,6 +124,8 @@ def tiled(
         y0, x0 = y0 - y0 % align, x0 - x0 % align
         y1, x1 = min(h, bottom + margin), min(w, right + margin)
         result = fn(x[..., y0:y1, x0:x1])
+        if out is None:
+            out = torch.empty((n, result.shape[1], h, w), dtype=torch.float32, device=x.device)
         out[..., top:bottom, left:right] = result[..., top - y0 : bottom - y0, left - x0 : right - x0].float()
         if on_tile is not None:
             on_tile(done, len(blocks))
@@ -187,12 +190,15 @@ def restore(
     channels_last: bool = True,
     progress: bool = False,
     on_tile: Callable[[int, int], None] | None = None,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Restore a batch with ``model``.
 
     Args:
         model: a RED-Net (its device is used).
         x: (N, C, H, W) float32 in [0, 1], C = 1 or 3, any H and W (1x1 included).
+        mask: (N or 1, 1, H, W) float, 1 = pixel known, 0 = pixel to fill: required by a mask-aware
+            inpainting model (``model.config.mask_input``), refused by any other.
         tile: output block side for tiled inference; None = one pass; "auto" = :func:`auto_tile`.
         ensemble: average the 8 flips/rotations (about 8x slower; "slightly better" in the paper).
         bf16: bfloat16 autocast (fast on CPUs with AVX-512 BF16 / AMX and on GPUs).
@@ -206,6 +212,11 @@ def restore(
     """
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"x must be (N, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
+    if model.config.mask_input != (mask is not None):
+        need = "needs a mask (where the damage is)" if mask is None else "takes no mask (it finds the damage)"
+        raise ValueError(f"this model {need}")
+    if mask is not None and (mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != x.shape[-2:]):
+        raise ValueError(f"mask must be (N, 1, {x.shape[-2]}, {x.shape[-1]}), got {tuple(mask.shape)}")
     device = next(model.parameters()).device
     want = model.config.channels
     source = x.to(device, torch.float32)
@@ -213,7 +224,13 @@ def restore(
         # Memory matters here (whole images): no copy beyond YCbCr, the restored Y and the RGB result.
         ycbcr = rgb_to_ycbcr(source)
         del source
-        options = {"tile": tile, "ensemble": ensemble, "bf16": bf16, "channels_last": channels_last}
+        options = {
+            "tile": tile,
+            "ensemble": ensemble,
+            "bf16": bf16,
+            "channels_last": channels_last,
+            "mask": mask,
+        }
         ycbcr[:, :1] = restore(model, ycbcr[:, :1], progress=progress, on_tile=on_tile, **options)
         for top in range(0, ycbcr.shape[-2], 256):  # back to RGB in place, a band of rows at a time
             band = ycbcr[..., top : top + 256, :]
@@ -229,6 +246,7 @@ def restore(
             channels_last=channels_last,
             progress=progress,
             on_tile=on_tile,
+            mask=mask,
         )
         return rgb.mean(dim=1, keepdim=True).to(x.device)
     fn = _model_fn(model, bf16=bf16, channels_last=channels_last)
@@ -238,6 +256,9 @@ def restore(
         def fn(t: Tensor) -> Tensor:
             return self_ensemble(single, t)
 
+    if mask is not None:
+        known = (mask.to(device, torch.float32) >= 0.5).float().expand(source.shape[0], -1, -1, -1)
+        source = torch.cat([source, known], dim=1)
     if tile == "auto":
         tile = auto_tile(*x.shape[-2:])
     was_training = model.training

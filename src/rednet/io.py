@@ -361,6 +361,33 @@ def read_image(
 _resolve_max_pixels = max_pixels  # read_image's argument shadows the public name
 
 
+def read_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read an inpainting mask: a black-and-white image, white (>= half) where the image is damaged.
+
+    This is the convention of ``rednet degrade --save-mask`` and of most inpainting tools (OpenCV, GIMP
+    selections): paint the damage white on black.
+
+    Args:
+        path: a 1-bit or gray image file (8 or 16 bits, no alpha); a colour mask is refused, since a
+            photo given by mistake would otherwise pass as a mask.
+        size: the (H, W) the mask must have (the image's); None = any.
+
+    Returns:
+        (1, 1, H, W) float32, 1 = pixel known, 0 = pixel to fill (the library's convention).
+
+    Raises:
+        ImageError: the file is not a readable image, is colour or has alpha, or has the wrong size.
+    """
+    x, info = read_image(path)
+    if x.shape[1] != 1 or info.alpha is not None:
+        kind = "has an alpha channel" if info.alpha is not None else f"is colour ({info.mode})"
+        raise ImageError(f"{path}: a mask must be black and white (1-bit or gray), but this one {kind}")
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        got, want = "x".join(map(str, x.shape[-2:][::-1])), "x".join(map(str, tuple(size)[::-1]))
+        raise ImageError(f"{path}: the mask is {got} pixels but the image is {want}")
+    return (x < 0.5).to(torch.float32)
+
+
 def _check_readable(path: Path, name: str) -> None:
     """Raise ImageError unless ``path`` is a non-empty regular file."""
     try:

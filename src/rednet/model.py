@@ -51,6 +51,9 @@ class REDNetConfig:
         stride: 1 = the paper's model; > 1 = the fast variant: the first convolution down-samples by
             ``stride`` and the last deconvolution up-samples by it, so the hidden layers see ``stride**2``
             fewer pixels.
+        mask_input: the input has one more channel, a mask (1 = pixel known, 0 = pixel to fill), for
+            inpainting where the damage is known (our addition, not in the paper). The output has
+            ``channels`` channels, and the known pixels pass through unchanged.
     """
 
     depth: int = 30
@@ -59,6 +62,7 @@ class REDNetConfig:
     skip_every: int = 2
     residual: bool = True
     stride: int = 1
+    mask_input: bool = False
 
     def __post_init__(self) -> None:
         if self.depth < 2 or self.depth % 2:
@@ -76,6 +80,11 @@ class REDNetConfig:
     def layers(self) -> int:
         """Number of convolutions (= number of deconvolutions), L in the paper's notation."""
         return self.depth // 2
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels: the image's, plus one for the mask of a mask-aware model."""
+        return self.channels + int(self.mask_input)
 
 
 RED10 = REDNetConfig(depth=10, skip_every=0)
@@ -97,8 +106,10 @@ class REDNet(nn.Module):
     """RED-Net on images (N, C, H, W), float32 in [0, 1], any H and W (1x1 included).
 
     ``forward`` returns ``x + body(x)`` (or ``body(x)`` without residual learning): no clamp, no rounding;
-    that is the caller's job. For the strided variant the input is padded (replicate) to a multiple of the
-    stride inside ``forward`` and the output cropped back, so any size works.
+    that is the caller's job. A mask-aware model (``config.mask_input``) takes (N, C + 1, H, W), the image
+    and its mask (1 = known), and returns (N, C, H, W) with the known pixels of the input kept as they are.
+    For the strided variant the input is padded (replicate) to a multiple of the stride inside
+    ``forward`` and the output cropped back, so any size works.
     """
 
     def __init__(self, config: REDNetConfig = RED30) -> None:
@@ -107,7 +118,8 @@ class REDNet(nn.Module):
         c, w, n, s = config.channels, config.width, config.layers, config.stride
         k, p, op = _strided_geometry(s)
         self.convs = nn.ModuleList(
-            [nn.Conv2d(c, w, k, stride=s, padding=p)] + [nn.Conv2d(w, w, 3, padding=1) for _ in range(n - 1)]
+            [nn.Conv2d(config.in_channels, w, k, stride=s, padding=p)]
+            + [nn.Conv2d(w, w, 3, padding=1) for _ in range(n - 1)]
         )
         self.deconvs = nn.ModuleList(
             [nn.ConvTranspose2d(w, w, 3, padding=1) for _ in range(n - 1)]
@@ -126,13 +138,14 @@ class REDNet(nn.Module):
         """Restore a batch.
 
         Args:
-            x: (N, C, H, W) float images in [0, 1], C = ``config.channels``.
+            x: (N, C, H, W) float images in [0, 1], C = ``config.channels``; a mask-aware model takes
+                (N, C + 1, H, W), the mask (1 = known, 0 = to fill) last.
 
         Returns:
             (N, C, H, W) restored images, same dtype; not clamped.
         """
-        if x.ndim != 4 or x.shape[1] != self.config.channels:
-            raise ValueError(f"x must be (N, {self.config.channels}, H, W), got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"x must be (N, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         s = self.config.stride
         pad_h, pad_w = (-h) % s, (-w) % s
@@ -157,7 +170,12 @@ class REDNet(nn.Module):
                 skip = feats[self.skip_from[j]]
                 y = F.relu(y.add_(skip) if no_grad else y + skip, inplace=True)
         y = y[..., :h, :w]
-        return x + y if self.config.residual else y
+        if not self.config.mask_input:
+            return x + y if self.config.residual else y
+        c = self.config.channels
+        image, known = x[:, :c], x[:, c:]
+        y = image + y if self.config.residual else y
+        return known * image + (1 - known) * y
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
@@ -180,9 +198,10 @@ def _deconv(layer: nn.ConvTranspose2d, x: Tensor) -> Tensor:
 
 
 def parameter_count(config: REDNetConfig) -> int:
-    """Weights + biases of a stride-1 RED-Net: ``2(L-1)(9w^2+w) + (9cw+w) + (9wc+c)`` (paper.md §1.4)."""
+    """Weights + biases of a stride-1 RED-Net: ``2(L-1)(9w^2+w) + (9cw+w) + (9wc+c)`` (paper.md §1.4);
+    a mask-aware model's first layer has ``c + 1`` inputs."""
     n, w, c = config.layers, config.width, config.channels
-    return 2 * (n - 1) * (9 * w * w + w) + (9 * c * w + w) + (9 * w * c + c)
+    return 2 * (n - 1) * (9 * w * w + w) + (9 * config.in_channels * w + w) + (9 * w * c + c)
 
 
 def receptive_field(config: REDNetConfig) -> int:
@@ -199,38 +218,51 @@ def receptive_field(config: REDNetConfig) -> int:
     return k + 2 * (config.depth - 2) * s + 2 * s
 
 
-def convert_channels(state: dict[str, Tensor], channels: int) -> dict[str, Tensor]:
-    """Turn a gray (1-channel) model's weights into an RGB (3-channel) model's, or back, to warm-start one.
+def convert_channels(
+    state: dict[str, Tensor], channels: int, *, mask_input: bool | None = None
+) -> dict[str, Tensor]:
+    """Turn a gray (1-channel) model's weights into an RGB (3-channel) model's, or back, to warm-start one;
+    and give a model a mask input channel (or take it away).
 
     Only the first convolution (input channels) and the last deconvolution (output channels) change; every
     other tensor is shared. Gray to RGB: the first layer sees the mean of R, G and B and the residual is
     added to all three, so the RGB model starts as the gray model applied to the mean. RGB to gray: the first
     layer's weights are summed over colours (a gray image is R = G = B); the output is the mean of the three.
+    An added mask channel starts with zero weights (the model first ignores the mask); a removed one is
+    dropped.
 
     Args:
         state: a REDNet state dict (as from ``model.state_dict()`` or :func:`rednet.zoo.read_weights`).
-        channels: the channels wanted, 1 or 3.
+        channels: the image channels wanted, 1 or 3.
+        mask_input: whether the result takes a mask channel; None = as ``state`` does.
 
     Returns:
-        A new state dict; ``state`` itself is not changed. Unchanged if it already has ``channels``.
+        A new state dict; ``state`` itself is not changed. Unchanged if it already has that layout.
     """
     first = "convs.0.weight"
     if first not in state or not any(k.startswith("deconvs.") for k in state):
         return dict(state)  # not a REDNet state dict; loading it will say what is wrong
     last_index = max(int(k.split(".")[1]) for k in state if k.startswith("deconvs."))
     last_w, last_b = f"deconvs.{last_index}.weight", f"deconvs.{last_index}.bias"
-    have = state[first].shape[1]
-    if have == channels:
-        return dict(state)
-    if {have, channels} != {1, 3}:
-        raise ValueError(f"can only convert between 1 and 3 channels, not {have} to {channels}")
+    have = state[last_w].shape[1]
+    has_mask = state[first].shape[1] == have + 1
+    mask_input = has_mask if mask_input is None else mask_input
     out = dict(state)
-    if channels == 3:
-        out[first] = state[first].repeat(1, 3, 1, 1) / 3
-        out[last_w] = state[last_w].repeat(1, 3, 1, 1)
-        out[last_b] = state[last_b].repeat(3)
-    else:
-        out[first] = state[first].sum(dim=1, keepdim=True)
-        out[last_w] = state[last_w].mean(dim=1, keepdim=True)
-        out[last_b] = state[last_b].mean().reshape(1)
+    image_w, mask_w = state[first][:, :have], state[first][:, have:]
+    if have != channels:
+        if {have, channels} != {1, 3}:
+            raise ValueError(f"can only convert between 1 and 3 channels, not {have} to {channels}")
+        if channels == 3:
+            image_w = image_w.repeat(1, 3, 1, 1) / 3
+            out[last_w] = state[last_w].repeat(1, 3, 1, 1)
+            out[last_b] = state[last_b].repeat(3)
+        else:
+            image_w = image_w.sum(dim=1, keepdim=True)
+            out[last_w] = state[last_w].mean(dim=1, keepdim=True)
+            out[last_b] = state[last_b].mean().reshape(1)
+    if mask_input and not has_mask:
+        mask_w = torch.zeros_like(image_w[:, :1])
+    elif not mask_input:
+        mask_w = image_w[:, :0]
+    out[first] = torch.cat([image_w, mask_w], dim=1)
     return out

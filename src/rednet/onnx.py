@@ -50,7 +50,10 @@ def _example_input(config: REDNetConfig) -> Tensor:
     s = config.stride
     h = 8 * s + 1 if s > 1 else 17
     w = h + 2 * s if s > 1 else 19
-    return torch.rand(2, config.channels, h, w, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(2, config.in_channels, h, w, generator=torch.Generator().manual_seed(0))
+    if config.mask_input:
+        x[:, -1] = (x[:, -1] > 0.5).float()  # a mask of known (1) and missing (0) pixels
+    return x
 
 
 def export_onnx(
@@ -157,13 +160,14 @@ class OnnxModel:
         """Run the network (no clamp, as ``REDNet.forward``).
 
         Args:
-            x: (N, C, H, W) float images in [0, 1], C = ``config.channels``, on any device.
+            x: (N, C, H, W) float images in [0, 1], C = ``config.channels`` (plus the mask, last, for a
+                mask-aware model), on any device.
 
         Returns:
             (N, C, H, W) float32 on ``x``'s device; not clamped.
         """
-        if x.ndim != 4 or x.shape[1] != self.config.channels:
-            raise ValueError(f"x must be (N, {self.config.channels}, H, W), got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"x must be (N, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
         (out,) = self.session.run(None, {self._input: array})
         return torch.from_numpy(out).to(x.device)
@@ -199,6 +203,10 @@ def restore_onnx(
     Raises:
         ValueError: if ``x`` is not (N, C, H, W) with the model's channel count.
     """
+    if model.config.mask_input:
+        raise ValueError(
+            "restore_onnx does not take a mask; call the mask-aware model itself on torch.cat([x, mask], 1)"
+        )
     want = model.config.channels
     if x.ndim != 4 or x.shape[1] != want:
         raise ValueError(

@@ -52,8 +52,13 @@ class TrainConfig:
             added noise).
         scale: SR factors, a list such as "2,3,4".
         quality: JPEG qualities, a range "5-95" or a list.
-        kernel: deblur kernel, "gaussian" (25x25, sigma 1.6) or "disk" (radius 7).
-        mask: inpainting corruption: "text", or pixel-loss rates as a range "0.3-0.8" or a list.
+        kernel: deblur kernel, "gaussian" (25x25, sigma 1.6), "disk" (radius 7) or "gaussian-family" (a
+            25x25 Gaussian whose sigma is drawn from ``blur_sigma`` for each patch: a blind deblurrer).
+        blur_sigma: the sigma range of the "gaussian-family" kernel, in pixels, e.g. "0.5-3".
+        mask: inpainting damage: "text" (white/black text, as the test), "strokes" (text and scratches in
+            random colours), or pixel-loss rates as a range "0.3-0.8" or a list; several joined by "+"
+            are mixed per patch, e.g. "strokes+0-0.8".
+        mask_input: the model also takes the mask as a 4th input channel (inpaint only).
         channel: "gray", "y" (BT.601 luminance) or "rgb"; sets the model's channels.
         data: training folders, comma-separated: paths, or names relative to the data root.
         data_root: where ``data`` and the validation set live; None = ``rednet.data.data_root()``.
@@ -88,7 +93,9 @@ class TrainConfig:
     scale: str = "2,3,4"
     quality: str = "5-95"
     kernel: str = "gaussian"
+    blur_sigma: str = "0.5-3"
     mask: str = "text"
+    mask_input: bool = False
     channel: str = "gray"
     data: str = "train/BSDS500"
     data_root: str | None = None
@@ -131,7 +138,8 @@ class TrainConfig:
             "loss": self.loss in ("l2", "l1"),
             "dtype": self.dtype in ("bf16", "fp32"),
             "device": self.device in ("auto", "cpu", "cuda"),
-            "kernel": self.kernel in ("gaussian", "disk"),
+            "kernel": self.kernel in ("gaussian", "disk", "gaussian-family"),
+            "mask_input": not self.mask_input or self.tasks == ["inpaint"],
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 1,
             "patch_size": self.patch_size >= 1,
@@ -151,13 +159,17 @@ class TrainConfig:
         """The training corruptions, one per task."""
         out = []
         for task in self.tasks:
-            if task == "inpaint" and self.mask == "text":
-                out.append(Corruption(task, Levels(values=(0.0,)), "text"))
-            elif task == "inpaint":
-                out.append(Corruption(task, Levels.parse(self.mask), "rate"))
+            if task == "inpaint":
+                for kind in self.mask.split("+"):
+                    kind = kind.strip()
+                    if kind in ("text", "strokes"):
+                        out.append(Corruption(task, Levels(values=(0.0,)), kind, with_mask=self.mask_input))
+                    else:
+                        out.append(Corruption(task, Levels.parse(kind), "rate", with_mask=self.mask_input))
             else:
                 spec = getattr(self, LEVEL_FIELD[task])
-                out.append(Corruption(task, Levels.parse(spec), self.kernel if task == "deblur" else ""))
+                kernel = self.kernel if task == "deblur" else ""
+                out.append(Corruption(task, Levels.parse(spec), kernel, Levels.parse(self.blur_sigma)))
         return out
 
     def model_config(self) -> REDNetConfig:
@@ -168,6 +180,7 @@ class TrainConfig:
             skip_every=self.skip_every,
             residual=self.residual,
             stride=self.stride,
+            mask_input=self.mask_input,
         )
 
     @classmethod
@@ -302,7 +315,8 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
         value = int(float(value))
     elif field == "sigma":
         value = float(value)
-    levels[field] = value if field != "kernel" else config.kernel
+    # A blind Gaussian deblurrer is validated on the demo's Gaussian (sigma 1.6), inside its family.
+    levels[field] = value if field != "kernel" else config.kernel.replace("gaussian-family", "gaussian")
     if task == "deblur":
         levels["sigma"] = float(config.val_level)
     eval_config = EvalConfig(
@@ -315,7 +329,10 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
     )
 
     def run(corrupted, _config) -> Tensor:
-        x = corrupted.degraded.to(device)
+        x = corrupted.degraded
+        if config.mask_input:
+            x = torch.cat([x, corrupted.mask], dim=1)
+        x = x.to(device)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.dtype == "bf16"):
@@ -380,10 +397,11 @@ def train(
     model = REDNet(config.model_config())
     if init is not None:
         source = _read_weights(Path(init))
-        state = convert_channels(source, model.config.channels)
+        state = convert_channels(source, model.config.channels, mask_input=model.config.mask_input)
         if (
             state.get("convs.0.weight") is not None
-            and source["convs.0.weight"].shape[1] != model.config.channels
+            and any(k.startswith("deconvs.") for k in source)
+            and source[_end_layers(source)[1]].shape[1] != model.config.channels
         ):
             # A converted model sits at a saddle: its first layer sees only the mean of the channels and its
             # last layer writes the same residual to each, so no gradient reaches the colour differences.

@@ -369,7 +369,7 @@ class Service:
 
         try:
             start = time.perf_counter()
-            name = job.model or zoo.default_model(job.task, x.shape[1], fast=job.fast)
+            name = job.model or zoo.default_model(job.task, x.shape[1], fast=job.fast, variant=None)
             model, job.model = self.model(name), name
             job.timings_ms["load"] = _ms(start)
             alpha = info.alpha
@@ -629,7 +629,8 @@ async def _restore_form(
 
 def _check_form(form: RestoreForm) -> None:
     """Refuse what no restore could do (422) before any upload is read."""
-    shipped = {n: e for n, e in zoo.WEIGHTS.items() if e.task == form.task}
+    # A mask-aware model needs a mask, which this API does not take: those stay command-line only.
+    shipped = {n: e for n, e in zoo.WEIGHTS.items() if e.task == form.task and e.variant != "mask"}
     if not shipped:
         raise HTTPException(422, f"no shipped model for task {form.task!r} yet; {_available()}")
     if form.model is not None:
@@ -638,6 +639,11 @@ def _check_form(form: RestoreForm) -> None:
         if zoo.WEIGHTS[form.model].task != form.task:
             raise HTTPException(
                 422, f"model {form.model} restores {zoo.WEIGHTS[form.model].task}, not {form.task}"
+            )
+        if zoo.WEIGHTS[form.model].variant == "mask":
+            raise HTTPException(
+                422,
+                f"model {form.model} needs a mask, which the web API does not take (rednet restore --mask)",
             )
     elif not any(e.fast == form.fast for e in shipped.values()):
         kind = "fast" if form.fast else "full"
@@ -695,7 +701,7 @@ def _models_json(settings: ServeSettings) -> dict[str, Any]:
         )
     tasks = {}
     for task in TASKS:
-        names = [m["name"] for m in models if m["task"] == task]
+        names = [m["name"] for m in models if m["task"] == task and zoo.WEIGHTS[m["name"]].variant != "mask"]
         if names:
             level = dict(LEVELS[task])
             if task in ("denoise", "jpeg"):

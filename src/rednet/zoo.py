@@ -43,12 +43,15 @@ class ModelEntry:
         task: the task it restores.
         channels: 1 (gray / Y) or 3 (RGB).
         fast: the strided variant (``--fast``).
+        variant: what else picks it: deblur, the kernel it was trained for ("gaussian", "disk"; "" = a blind
+            model); inpaint, "mask" for the model that takes the mask ("" = blind).
     """
 
     file: str
     task: str
     channels: int
     fast: bool = False
+    variant: str = ""
 
 
 WEIGHTS: dict[str, ModelEntry] = {
@@ -64,13 +67,28 @@ WEIGHTS: dict[str, ModelEntry] = {
 """The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
 
-def default_model(task: str, channels: int, *, fast: bool = False) -> str:
-    """Name of the shipped model for a task: the one matching the image's channels if there is one."""
+def default_model(task: str, channels: int, *, fast: bool = False, variant: str | None = "") -> str:
+    """Name of the shipped model for a task: the one matching the image's channels if there is one.
+
+    Args:
+        task: the task.
+        channels: the image's channels, 1 or 3.
+        fast: the strided variant.
+        variant: see :class:`ModelEntry` (a deblurring kernel, "mask"); None = the blind model if there is
+            one, else any.
+    """
     candidates = [n for n, e in WEIGHTS.items() if e.task == task and e.fast == fast]
+    if variant is None:
+        candidates = [n for n in candidates if not WEIGHTS[n].variant] or candidates
+    else:
+        candidates = [n for n in candidates if WEIGHTS[n].variant == variant]
     if not candidates:
         kind = "fast (strided) " if fast else ""
+        which = {"": "", "mask": " that takes a mask"}.get(variant or "", f" for the {variant} kernel")
+        if task == "deblur" and variant == "":
+            which = " for an unknown blur (give --kernel gaussian or disk)"
         raise ValueError(
-            f"no shipped {kind}model for task {task!r} yet; train one (rednet train, rednet export) "
+            f"no shipped {kind}model for task {task!r}{which} yet; train one (rednet train, rednet export) "
             "and pass --weights FILE.safetensors"
         )
     matching = [n for n in candidates if WEIGHTS[n].channels == channels]
@@ -269,8 +287,9 @@ def export_run(
                 "denoise": ["sigma"],
                 "sr": ["scale"],
                 "jpeg": ["quality"],
-                "deblur": ["kernel", "sigma"],
-                "inpaint": ["mask"],
+                "deblur": ["kernel", "sigma"]
+                + (["blur_sigma"] if config.kernel == "gaussian-family" else []),
+                "inpaint": ["mask", "mask_input"],
             }[config.tasks[0]]
         },
         "training_data": {"folders": config.data, "images": meta.get("images")},
