@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--methods", default=REPORT_DEFAULTS["deblur"]["methods"], help="comma-separated")
     r.add_argument(
-        "--tune-images", type=int, default=8, help="training images the classical methods are tuned on"
+        "--tune-images", type=int, default=4, help="training images the classical methods are tuned on"
     )
     _add_report_options(r)
     r = rep.add_parser(
@@ -644,7 +644,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             command.append(f"--{flag.replace('_', '-')} {shlex.quote(getattr(args, flag))}")
     if args.limit is not None:
         command.append(f"--limit {args.limit}")
-    if getattr(args, "tune_images", 8) != 8:
+    if getattr(args, "tune_images", 4) != 4:
         command.append(f"--tune-images {args.tune_images}")
     if args.ensemble_datasets:
         command.append(f"--ensemble-datasets {args.ensemble_datasets}")

@@ -493,8 +493,6 @@ def _table_name(dataset: str, channel: str, sr: bool) -> str:
 
 def render_task_report(records: list[dict[str, Any]], report: TaskReport, header: str) -> str:
     """The markdown tables of an SR or JPEG report (a section of ``docs/results.md``)."""
-    from rednet.zoo import WEIGHTS, card_summary, read_card
-
     sr = report.task == "sr"
     cell = {(r["dataset"], r["channel"], r["level"], r["method"]): r for r in records}
     levels = report.levels
@@ -503,9 +501,7 @@ def render_task_report(records: list[dict[str, Any]], report: TaskReport, header
         if sr
         else "## JPEG deblocking: one blind model for all qualities"
     )
-    lines = [header, "", title, ""]
-    for name in sorted({r["model"] for r in records if r["model"] in WEIGHTS}):
-        lines.append(f"- `{name}` (`src/rednet/weights/{name}.json`): {card_summary(read_card(name))}.")
+    lines = [header, "", title, "", *_model_lines(r["model"] for r in records)]
     if sr:
         note = (
             "Cells are mean PSNR (dB) / SSIM on Y (BT.601; a gray image is its own Y), `shave` = scale "
@@ -536,25 +532,45 @@ def render_task_report(records: list[dict[str, Any]], report: TaskReport, header
         lines += ["", f"Self-ensemble (8x the time) was not run on {', '.join(ensemble_skipped)}."]
     tables = [(d, c) for d, c in report.tables if any((d, c, levels[0], m) in cell for m in report.methods)]
     names = [_table_name(d, c, sr) for d, c in tables]
-    lines += [
+
+    def seconds(method: str, i: int) -> list[float]:
+        dataset, channel = tables[i]
+        return [cell[k]["seconds"] for v in levels if (k := (dataset, channel, v, method)) in cell]
+
+    lines += _seconds_lines(names, [m for m in report.methods if m != "input"], seconds, "all levels")
+    return "\n".join(lines)
+
+
+def _model_lines(names) -> list[str]:
+    """One bullet per shipped model among ``names`` (sorted, once each): its card's summary."""
+    from rednet.zoo import WEIGHTS, card_summary, read_card
+
+    shipped = sorted({n for n in names if n in WEIGHTS})
+    return [f"- `{n}` (`src/rednet/weights/{n}.json`): {card_summary(read_card(n))}." for n in shipped]
+
+
+def _seconds_lines(names: list[str], methods: list[str], seconds, over: str) -> list[str]:
+    """The seconds-per-image table closing a report: ``seconds(method, i)`` lists the seconds per image of
+    the cells of table ``names[i]``; a method with no cell at all gets no row."""
+    lines = [
         "",
-        "Seconds per image on the machine named above (the method alone, mean over all levels):",
+        f"Seconds per image on the machine named above (the method alone, mean over {over}):",
         "",
         "| method | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for method in [m for m in report.methods if m != "input"]:
-        row = []
-        for dataset, channel in tables:
-            times = [cell[k]["seconds"] for v in levels if (k := (dataset, channel, v, method)) in cell]
-            row.append(f"{sum(times) / len(times):.2f}" if times else "")
-        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    for method in methods:
+        times = [seconds(method, i) for i in range(len(names))]
+        if any(times):
+            lines.append(
+                f"| {method} | " + " | ".join(f"{sum(t) / len(t):.2f}" if t else "" for t in times) + " |"
+            )
     lines += [
         "",
         "Seconds change from run to run; every PSNR and SSIM above is reproduced exactly by the command.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -593,7 +609,7 @@ class ClassicReport:
     datasets: tuple[str, ...]
     settings: tuple[str, ...]
     methods: tuple[str, ...] = ()
-    tune_images: int = 8
+    tune_images: int = 4
     limit: int | None = None
     bf16: bool = False
     data_root: str | None = None
@@ -746,8 +762,6 @@ def _setting_label(task: str, setting: str) -> str:
 
 def render_classic_report(records: list[dict[str, Any]], report: ClassicReport, header: str) -> str:
     """The markdown tables of a deblurring or inpainting report (a section of ``docs/results.md``)."""
-    from rednet.zoo import WEIGHTS, card_summary, read_card
-
     deblur = report.task == "deblur"
     tuning = [r for r in records if r.get("tuning")]
     cell = {(r["dataset"], r["setting"], r["method"]): r for r in records if not r.get("tuning")}
@@ -758,9 +772,7 @@ def render_classic_report(records: list[dict[str, Any]], report: ClassicReport, 
         if deblur
         else "## Inpainting: text (blind) and lost pixels (mask given)"
     )
-    lines = [header, "", title, ""]
-    for name in sorted({r["model"] for r in cell.values() if r["model"] in WEIGHTS}):
-        lines.append(f"- `{name}` (`src/rednet/weights/{name}.json`): {card_summary(read_card(name))}.")
+    lines = [header, "", title, "", *_model_lines(r["model"] for r in cell.values())]
     if deblur:
         note = (
             "Cells are mean PSNR (dB) / SSIM on RGB, 8-bit outputs, the same seeded inputs for every "
@@ -809,25 +821,11 @@ def render_classic_report(records: list[dict[str, Any]], report: ClassicReport, 
     if deblur and tuning:
         lines += _tuning_table(report, tuning, best)
     names = list(report.datasets)
-    lines += [
-        "",
-        "Seconds per image on the machine named above (the method alone, mean over the columns):",
-        "",
-        "| method | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for method in [m for m in report.methods if m != "input"]:
-        row = []
-        for dataset in names:
-            times = [cell[k]["seconds"] for c in cols if (k := (dataset, c, method)) in cell]
-            row.append(f"{sum(times) / len(times):.2f}" if times else "")
-        if any(row):
-            lines.append(f"| {method} | " + " | ".join(row) + " |")
-    lines += [
-        "",
-        "Seconds change from run to run; every PSNR and SSIM above is reproduced exactly by the command.",
-        "",
-    ]
+
+    def seconds(method: str, i: int) -> list[float]:
+        return [cell[k]["seconds"] for c in cols if (k := (names[i], c, method)) in cell]
+
+    lines += _seconds_lines(names, [m for m in report.methods if m != "input"], seconds, "the columns")
     return "\n".join(lines)
 
 
