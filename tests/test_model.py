@@ -12,6 +12,7 @@ from rednet.model import (
     REDNet,
     REDNetConfig,
     convert_channels,
+    fill_missing,
     parameter_count,
     receptive_field,
 )
@@ -211,8 +212,35 @@ def test_an_rgb_model_starts_a_mask_aware_one_that_first_ignores_the_mask():
     masked.load_state_dict(convert_channels(rgb.state_dict(), 3, mask_input=True))
     image, known = torch.rand(1, 3, 17, 21), (torch.rand(1, 1, 17, 21) > 0.3).float()
     with torch.no_grad():
-        expected = known * image + (1 - known) * rgb(image)
+        expected = known * image + (1 - known) * rgb(fill_missing(image, known))
         torch.testing.assert_close(masked(torch.cat([image, known], 1)), expected, atol=1e-5, rtol=1e-5)
     # and back: dropping the mask channel gives the RGB model's first layer again
     back = convert_channels(masked.state_dict(), 3, mask_input=False)
     assert torch.equal(back["convs.0.weight"], rgb.state_dict()["convs.0.weight"])
+
+
+def test_fill_missing_takes_the_mean_of_the_nearest_known_pixels_and_keeps_the_known_ones():
+    image = torch.zeros(1, 1, 9, 9)
+    known = torch.zeros(1, 1, 9, 9)
+    image[..., 4, 3], image[..., 4, 5] = 0.2, 0.6
+    known[..., 4, 3] = known[..., 4, 5] = 1
+    filled = fill_missing(image, known)
+    assert filled[0, 0, 4, 3] == pytest.approx(0.2) and filled[0, 0, 4, 5] == pytest.approx(0.6)
+    assert filled[0, 0, 4, 4] == pytest.approx(0.4)  # both in its 3 x 3 window
+    assert filled[0, 0, 4, 2] == pytest.approx(0.2)  # only the left one in its 3 x 3 window
+    assert filled[0, 0, 0, 8] == pytest.approx(0.6)  # far corner: its 9 x 9 window holds the right one
+    assert filled[0, 0, 0, 4] == pytest.approx(0.4)  # top middle: its 9 x 9 window holds both
+    nothing = fill_missing(torch.rand(1, 3, 5, 5), torch.zeros(1, 1, 5, 5))
+    assert torch.equal(nothing, torch.zeros(1, 3, 5, 5))  # no known pixel: 0
+
+
+def test_the_receptive_field_of_a_mask_aware_model_includes_the_fill():
+    config = REDNetConfig(depth=10, width=8, channels=3, mask_input=True)
+    assert receptive_field(config) == 21 + 64
+    torch.manual_seed(0)
+    model = REDNet(config).eval()
+    image, known = torch.rand(1, 3, 101, 101), torch.zeros(1, 1, 101, 101)
+    known[..., 50 + 32, 50] = 1  # the only known pixel, 32 rows below the centre
+    x = torch.cat([image, known], 1).requires_grad_(True)
+    model(x)[0, :, 50, 50].sum().backward()
+    assert x.grad[0, :3, 50 + 32, 50].abs().sum() > 0  # the centre sees it through the fill

@@ -33,6 +33,7 @@ __all__ = [
     "REDNet",
     "REDNetConfig",
     "convert_channels",
+    "fill_missing",
     "parameter_count",
     "receptive_field",
 ]
@@ -52,8 +53,9 @@ class REDNetConfig:
             ``stride`` and the last deconvolution up-samples by it, so the hidden layers see ``stride**2``
             fewer pixels.
         mask_input: the input has one more channel, a mask (1 = pixel known, 0 = pixel to fill), for
-            inpainting where the damage is known (our addition, not in the paper). The output has
-            ``channels`` channels, and the known pixels pass through unchanged.
+            inpainting where the damage is known (our addition, not in the paper): the missing pixels are
+            first filled by :func:`fill_missing`, the network learns the residual of that fill, and the
+            known pixels pass through unchanged. The output has ``channels`` channels.
     """
 
     depth: int = 30
@@ -146,6 +148,9 @@ class REDNet(nn.Module):
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"x must be (N, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
+        if self.config.mask_input:
+            known = x[:, self.config.channels :]
+            x = torch.cat([fill_missing(x[:, : self.config.channels], known), known], dim=1)
         h, w = x.shape[-2:]
         s = self.config.stride
         pad_h, pad_w = (-h) % s, (-w) % s
@@ -197,6 +202,48 @@ def _deconv(layer: nn.ConvTranspose2d, x: Tensor) -> Tensor:
     return F.conv2d(x, weight, layer.bias, padding=(k[0] - 1 - p[0], k[1] - 1 - p[1]))
 
 
+FILL_WINDOWS = (3, 5, 9, 17, 33, 65)
+"""Window sides of :func:`fill_missing`, smallest first."""
+
+
+def fill_missing(image: Tensor, known: Tensor) -> Tensor:
+    """A first guess for missing pixels: the mean of the known pixels in the smallest window around each.
+
+    Normalised box filtering (by cumulative sums) at the sides of :data:`FILL_WINDOWS`: a missing pixel
+    takes the mean of the known pixels in the smallest window that holds any; known pixels are kept; a
+    pixel with no known pixel within the largest window is 0. This is what a mask-aware RED-Net refines
+    (residual learning).
+
+    Args:
+        image: (N, C, H, W) float, any values at missing pixels.
+        known: (N, 1, H, W) float, 1 = known, 0 = missing.
+
+    Returns:
+        (N, C, H, W) in ``image``'s dtype.
+    """
+    dtype = image.dtype
+    image, known = image.float(), known.float()
+
+    filled, done = image * known, known
+    for k in FILL_WINDOWS:
+        total, weight = _box_sum(image * known, k), _box_sum(known, k)
+        fresh = (done < 0.5) & (weight > 0)
+        filled = torch.where(fresh, total / weight.clamp_min(1e-12), filled)
+        done = torch.where(fresh, torch.ones_like(done), done)
+    return filled.to(dtype)
+
+
+def _box_sum(t: Tensor, k: int) -> Tensor:
+    """Sum over the k x k window centred on each pixel (clipped at the borders), by cumulative sums."""
+    for dim in (-2, -1):
+        n = t.shape[dim]
+        c = torch.cat([torch.zeros_like(t.narrow(dim, 0, 1)), t.cumsum(dim)], dim=dim)
+        index = torch.arange(n, device=t.device)
+        high, low = (index + k // 2 + 1).clamp(max=n), (index - k // 2).clamp(min=0)
+        t = c.index_select(dim, high) - c.index_select(dim, low)
+    return t
+
+
 def parameter_count(config: REDNetConfig) -> int:
     """Weights + biases of a stride-1 RED-Net: ``2(L-1)(9w^2+w) + (9cw+w) + (9wc+c)`` (paper.md §1.4);
     a mask-aware model's first layer has ``c + 1`` inputs."""
@@ -211,11 +258,12 @@ def receptive_field(config: REDNetConfig) -> int:
     ``k = max(3, stride)`` px, the 2(L-1) hidden 3x3 layers add 2 coarse px = ``2 * stride`` px each, and the
     last deconvolution spreads a coarse pixel over at most ``stride`` more px on each side.
     """
+    fill = FILL_WINDOWS[-1] - 1 if config.mask_input else 0  # fill_missing looks this much further
     s = config.stride
     if s == 1:
-        return 2 * config.depth + 1
+        return 2 * config.depth + 1 + fill
     k = max(3, s)
-    return k + 2 * (config.depth - 2) * s + 2 * s
+    return k + 2 * (config.depth - 2) * s + 2 * s + fill
 
 
 def convert_channels(
