@@ -63,6 +63,13 @@ WEIGHTS: dict[str, ModelEntry] = {
     # Blind JPEG deblocking, q 5-95: on Y / gray, and on RGB for colour JPEGs (4:2:0).
     "jpeg": ModelEntry("jpeg.safetensors", task="jpeg", channels=1),
     "jpeg-color": ModelEntry("jpeg-color.safetensors", task="jpeg", channels=3),
+    # Non-blind deblurring, RGB: one model per kernel of the official demo (noise sigma 0-2.55 in training).
+    "deblur-gaussian": ModelEntry(
+        "deblur-gaussian.safetensors", task="deblur", channels=3, variant="gaussian"
+    ),
+    "deblur-disk": ModelEntry("deblur-disk.safetensors", task="deblur", channels=3, variant="disk"),
+    # Inpainting, RGB: blind (finds overlaid text and scratches itself), and told the damage by a mask.
+    "inpaint": ModelEntry("inpaint.safetensors", task="inpaint", channels=3),
 }
 """The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
