@@ -111,6 +111,7 @@ def test_models_lists_the_shipped_models_with_cards_tasks_and_limits(make_client
     assert all(m["card"]["architecture"]["depth"] == 30 for m in body["models"])
     assert set(body["tasks"]) == {e.task for e in zoo.WEIGHTS.values()}  # only what has a model
     assert body["tasks"]["denoise"]["models"] == ["denoise-gray", "denoise-color"]
+    assert body["tasks"]["inpaint"]["models"] == ["inpaint"]  # the mask-aware model needs a mask upload
     assert body["limits"]["max_pixels"] == 1234 and body["limits"]["max_upload_bytes"] == 5678
 
 
@@ -259,10 +260,9 @@ def test_error_messages_never_show_server_paths(client):
     [
         ({"task": "colorize"}, "Input should be 'denoise', 'sr', 'jpeg', 'deblur' or 'inpaint'"),
         (
-            {"task": "deblur", "level": "2"},
-            "no shipped model for task 'deblur' yet; this server has: denoise-gray",
+            {"task": "inpaint", "model": "inpaint-mask"},
+            "model inpaint-mask needs a mask, which the web API does not take (rednet restore --mask)",
         ),
-        ({"task": "inpaint"}, "no shipped model for task 'inpaint' yet"),
         ({"task": "sr"}, "task sr needs level = scale"),
         (
             {"task": "denoise", "model": "nope"},
@@ -279,6 +279,16 @@ def test_bad_task_model_or_level_is_422_with_what_is_available(client, fields, m
     assert response.status_code == 422
     assert message in json.dumps(response.json()["detail"]).replace('\\"', '"')
     still_serves(client)
+
+
+def test_a_task_without_a_shipped_model_is_422_naming_what_the_server_has(client, monkeypatch):
+    shipped = {n: e for n, e in zoo.WEIGHTS.items() if e.task != "deblur"}
+    monkeypatch.setattr(zoo, "WEIGHTS", shipped)
+    response = post(client, SMALL, task="deblur", level="2")
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(
+        "no shipped model for task 'deblur' yet; this server has: denoise-gray (denoise)"
+    )
 
 
 def test_sr_through_the_api_enlarges_by_the_level_with_the_shipped_model(client):

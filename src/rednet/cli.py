@@ -911,9 +911,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no shipped models yet: train one (rednet train) and use it with --weights FILE.safetensors")
+    width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
         size = f"{r['bytes'] / 1e6:.1f} MB" if r["bytes"] else "missing"
-        print(f"{r['name']:<14} {r['task']:<8} {size:>7}  {zoo.card_summary(r['card'])}")
+        print(f"{r['name']:<{width}} {r['task']:<8} {size:>7}  {zoo.card_summary(r['card'])}")
     return 0
 
 

@@ -583,7 +583,7 @@ CLASSIC_METHODS = {
 """Each report's methods: ``rednet`` is the per-kernel (deblur) or blind (inpaint) model, ``rednet-blind``
 the blind Gaussian deblurrer, ``rednet-mask`` the mask-aware inpainting model."""
 
-WIENER_BALANCES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+WIENER_BALANCES = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 RL_ITERATIONS = (5, 10, 20, 30, 50, 100)
 
 

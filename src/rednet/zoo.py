@@ -70,6 +70,7 @@ WEIGHTS: dict[str, ModelEntry] = {
     "deblur-disk": ModelEntry("deblur-disk.safetensors", task="deblur", channels=3, variant="disk"),
     # Inpainting, RGB: blind (finds overlaid text and scratches itself), and told the damage by a mask.
     "inpaint": ModelEntry("inpaint.safetensors", task="inpaint", channels=3),
+    "inpaint-mask": ModelEntry("inpaint-mask.safetensors", task="inpaint", channels=3, variant="mask"),
 }
 """The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
