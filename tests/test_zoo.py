@@ -257,5 +257,5 @@ def test_default_model_picks_by_task_channels_and_variant(monkeypatch):
     assert zoo.default_model("inpaint", 3) == "inpaint"
     assert zoo.default_model("inpaint", 1, variant="mask") == "inpaint-mask"
     assert zoo.default_model("deblur", 3, variant=None) == "deblur-gaussian"  # no blind one: any
-    with pytest.raises(ValueError, match=r"for an unknown blur \(give --kernel gaussian or disk\)"):
+    with pytest.raises(ValueError, match=r"for an unknown blur yet: give --kernel gaussian or disk"):
         zoo.default_model("deblur", 3)

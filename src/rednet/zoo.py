@@ -91,10 +91,13 @@ def default_model(task: str, channels: int, *, fast: bool = False, variant: str 
     else:
         candidates = [n for n in candidates if WEIGHTS[n].variant == variant]
     if not candidates:
+        if task == "deblur" and variant == "":
+            raise ValueError(
+                "no shipped model for an unknown blur yet: give --kernel gaussian or disk (the kernels the "
+                "shipped models undo), or --weights FILE.safetensors of your own"
+            )
         kind = "fast (strided) " if fast else ""
         which = {"": "", "mask": " that takes a mask"}.get(variant or "", f" for the {variant} kernel")
-        if task == "deblur" and variant == "":
-            which = " for an unknown blur (give --kernel gaussian or disk)"
         raise ValueError(
             f"no shipped {kind}model for task {task!r}{which} yet; train one (rednet train, rednet export) "
             "and pass --weights FILE.safetensors"
