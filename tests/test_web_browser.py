@@ -97,7 +97,13 @@ def test_page_restores_an_upload_shows_before_after_and_downloads_the_result(bro
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(server + "/")
     page.wait_for_selector("#task option[value=denoise]", state="attached")
-    labels = {"denoise": "Denoise", "sr": "Super-resolution", "jpeg": "Remove JPEG artefacts"}
+    labels = {
+        "denoise": "Denoise",
+        "sr": "Super-resolution",
+        "jpeg": "Remove JPEG artefacts",
+        "deblur": "Deblur",
+        "inpaint": "Remove text and scratches",
+    }
     shipped = {entry.task for entry in WEIGHTS.values()}
     # Only the tasks GET /v1/models holds, in the order of rednet restore --task.
     assert page.locator("#task option").all_inner_texts() == [labels[t] for t in TASKS if t in shipped]
