@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data
 
@@ -118,3 +119,16 @@ def test_bm3d_on_bsd68_is_near_the_published_value(data_root):
     assert 27.0 < result["mean"]["psnr"] < 31.0
     assert result["mean"]["psnr"] > noisy["mean"]["psnr"] + 7
     assert np.isfinite(result["mean"]["seconds"])
+
+
+def test_gaussian_kernels_of_any_sigma_up_to_4_are_named_gaussian_dash_sigma():
+    from rednet import degrade
+    from rednet.evaluate import kernel_by_name
+
+    assert torch.equal(kernel_by_name("gaussian-2.4"), degrade.gaussian_kernel(25, 2.4))
+    assert torch.equal(kernel_by_name("gaussian"), degrade.gaussian_kernel(25, 1.6))
+    for bad in ("gaussian-0", "gaussian-5", "gaussian-x", "box"):
+        with pytest.raises(ValueError, match="gaussian-S"):
+            kernel_by_name(bad)
+    with pytest.raises(ValueError, match="gaussian-S"):
+        EvalConfig(task="deblur", dataset="Set14", method="identity", kernel="gaussian-9")

@@ -19,6 +19,7 @@ Restored images are clipped and rounded to 8 bits before scoring unless ``quanti
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -54,7 +55,8 @@ class EvalConfig:
         sigma: noise std on the 0-255 scale (denoise; extra noise for deblur).
         scale: SR factor.
         quality: JPEG quality 1-100.
-        kernel: blur kernel name, "gaussian" (25x25, sigma 1.6) or "disk" (radius 7).
+        kernel: blur kernel name, "gaussian" (25x25, sigma 1.6), "gaussian-S" (25x25, sigma S pixels, e.g.
+            "gaussian-2.4") or "disk" (radius 7).
         mask: inpainting corruption: "text" or a pixel-loss rate such as "0.5".
         channel: "auto" = the task's protocol channel; or force "y", "gray" or "rgb".
         shave: border pixels ignored by the metrics; None = the protocol's (scale for sr, else 0).
@@ -99,8 +101,8 @@ class EvalConfig:
             raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
         if self.task == "jpeg" and not 1 <= int(self.quality) <= 100:
             raise ValueError(f"quality must be 1..100, got {self.quality}")
-        if self.task == "deblur" and self.kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if self.task == "deblur":
+            kernel_by_name(str(self.kernel))
         if self.task == "inpaint":
             parse_mask(self.mask)
         if self.method not in METHODS:
@@ -141,12 +143,21 @@ def parse_mask(mask: str | None) -> float | None:
 
 
 def kernel_by_name(name: str) -> Tensor:
-    """The official demo's kernels: "gaussian" = fspecial('gaussian', 25, 1.6), "disk" = ('disk', 7)."""
+    """A blur kernel (K, K) by name.
+
+    The official demo's kernels: "gaussian" = fspecial('gaussian', 25, 1.6), "disk" = ('disk', 7); and
+    "gaussian-S", a 25 x 25 Gaussian of sigma S pixels (0 < S <= 4), for the blind deblurrer's family.
+    """
     if name == "gaussian":
         return degrade.gaussian_kernel(25, 1.6)
     if name == "disk":
         return degrade.disk_kernel(7)
-    raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {name!r}")
+    match = re.fullmatch(r"gaussian-(\d+(?:\.\d+)?)", name)
+    if match and 0 < float(match.group(1)) <= 4:
+        return degrade.gaussian_kernel(25, float(match.group(1)))
+    raise ValueError(
+        f"kernel must be one of {', '.join(KERNELS)} or gaussian-S (sigma S in (0, 4]), got {name!r}"
+    )
 
 
 @dataclass
