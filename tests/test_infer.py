@@ -268,10 +268,13 @@ def test_restore_refuses_to_overwrite_its_input(weights, tmp_path, capsys):
     assert "is an input file" in capsys.readouterr().err and src.read_bytes() == before
 
 
-def test_restore_without_a_shipped_model_says_what_to_do(tmp_path, capsys):
+def test_restore_without_a_shipped_model_says_what_to_do(tmp_path, capsys, monkeypatch):
+    from rednet import zoo
+
     src = tmp_path / "a.png"
     Image.fromarray(data.camera()[:20, :20]).save(src)
-    # No blind deblurrer is shipped: an unknown blur needs --kernel, or the user's own weights.
+    # Without the blind deblurrer, an unknown blur needs --kernel, or the user's own weights.
+    monkeypatch.setattr(zoo, "WEIGHTS", {n: e for n, e in zoo.WEIGHTS.items() if n != "deblur"})
     assert main(["restore", "--task", "deblur", str(src), "-o", str(tmp_path / "o.png")]) == 1
     err = capsys.readouterr().err
     assert "--weights" in err and "give --kernel gaussian or disk" in err
@@ -372,3 +375,14 @@ def test_a_mask_aware_model_needs_the_mask_keeps_known_pixels_and_tiles_exactly(
         restore(model, x, mask=known[..., :20])
     with pytest.raises(ValueError, match="takes no mask"):
         restore(random_model(RED10, channels=3), x, mask=known)
+
+
+def test_restore_deblur_without_a_kernel_uses_the_blind_model_and_with_one_the_kernels_model(
+    tmp_path, capsys
+):
+    src = tmp_path / "a.png"
+    Image.fromarray(data.astronaut()[:24, :24]).save(src)
+    for flags, model in (([], "deblur"), (["--kernel", "disk"], "deblur-disk")):
+        argv = ["restore", "--task", "deblur", *flags, str(src), "-o", str(tmp_path / f"{model}.png")]
+        assert main([*argv, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["results"][0]["model"] == model

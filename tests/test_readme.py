@@ -30,3 +30,14 @@ def test_pyproject_declares_torch_at_least_2_4_and_the_console_script():
     text = (ROOT / "pyproject.toml").read_text()
     assert '"torch>=2.4"' in text
     assert 'rednet = "rednet.cli:main"' in text
+
+
+def test_the_readme_model_list_is_what_rednet_models_prints(capsys):
+    from rednet.cli import main
+
+    block = re.search(
+        r"`rednet models` lists them:\n\n```text\n(.*?)```", (ROOT / "README.md").read_text(), re.S
+    )
+    assert block, "README: the `rednet models` block is missing"
+    assert main(["models"]) == 0
+    assert block.group(1) == capsys.readouterr().out

@@ -68,6 +68,8 @@ WEIGHTS: dict[str, ModelEntry] = {
         "deblur-gaussian.safetensors", task="deblur", channels=3, variant="gaussian"
     ),
     "deblur-disk": ModelEntry("deblur-disk.safetensors", task="deblur", channels=3, variant="disk"),
+    # Blind deblurring, RGB: one model for Gaussian blurs of sigma 0.5-3 px (the kernel is not an input).
+    "deblur": ModelEntry("deblur.safetensors", task="deblur", channels=3),
     # Inpainting, RGB: blind (finds overlaid text and scratches itself), and told the damage by a mask.
     "inpaint": ModelEntry("inpaint.safetensors", task="inpaint", channels=3),
     "inpaint-mask": ModelEntry("inpaint-mask.safetensors", task="inpaint", channels=3, variant="mask"),
