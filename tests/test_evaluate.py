@@ -132,3 +132,10 @@ def test_gaussian_kernels_of_any_sigma_up_to_4_are_named_gaussian_dash_sigma():
             kernel_by_name(bad)
     with pytest.raises(ValueError, match="gaussian-S"):
         EvalConfig(task="deblur", dataset="Set14", method="identity", kernel="gaussian-9")
+
+
+def test_a_detector_is_only_for_the_rednet_method_on_inpainting():
+    with pytest.raises(ValueError, match="--detector is for --task inpaint --method rednet"):
+        EvalConfig(task="inpaint", dataset="Set14", method="telea", mask="text", detector="inpaint-detect")
+    with pytest.raises(ValueError, match="--detector is for"):
+        EvalConfig(task="denoise", dataset="Set14", method="rednet", sigma=25, model="m", detector="d")

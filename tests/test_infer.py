@@ -386,3 +386,31 @@ def test_restore_deblur_without_a_kernel_uses_the_blind_model_and_with_one_the_k
         argv = ["restore", "--task", "deblur", *flags, str(src), "-o", str(tmp_path / f"{model}.png")]
         assert main([*argv, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["results"][0]["model"] == model
+
+
+def _spot_detector() -> REDNet:
+    """A damage model that finds exactly the pixels whose red channel is above 0.5 (hand-set weights)."""
+    from rednet.model import REDNetConfig
+
+    detector = REDNet(REDNetConfig(depth=2, width=1, channels=3, skip_every=0, output="damage"))
+    with torch.no_grad():
+        for layer in (detector.convs[0], detector.deconvs[0]):
+            layer.weight.zero_()
+        detector.convs[0].weight[0, 0, 1, 1] = 1.0
+        detector.convs[0].bias.fill_(-0.5)
+        detector.deconvs[0].weight[0, 0, 1, 1] = 200.0
+        detector.deconvs[0].bias.fill_(-50.0)
+    return detector
+
+
+def test_find_damage_thresholds_the_damage_model_and_grows_the_mask():
+    from rednet.infer import find_damage
+
+    x = torch.zeros(1, 3, 9, 11)
+    x[0, 0, 4, 5] = 1.0
+    known = find_damage(_spot_detector(), x, grow=0)
+    assert known.shape == (1, 1, 9, 11) and float(known.sum()) == 9 * 11 - 1 and known[0, 0, 4, 5] == 0
+    grown = find_damage(_spot_detector(), x, grow=1)
+    assert float(grown.sum()) == 9 * 11 - 9 and float(grown[0, 0, 3:6, 4:7].sum()) == 0
+    with pytest.raises(ValueError, match="needs a damage model"):
+        find_damage(REDNet(RED10), x)

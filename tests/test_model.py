@@ -127,7 +127,16 @@ def test_strided_variant_works_on_fewer_hidden_pixels():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"depth": 7}, {"depth": 0}, {"width": 0}, {"channels": 2}, {"skip_every": -1}, {"stride": 0}]
+    "kwargs",
+    [
+        {"depth": 7},
+        {"depth": 0},
+        {"width": 0},
+        {"channels": 2},
+        {"skip_every": -1},
+        {"stride": 0},
+        {"output": "edges"},
+    ],
 )
 def test_invalid_config_is_refused_with_a_message(kwargs):
     with pytest.raises(ValueError, match="must"):
@@ -244,3 +253,14 @@ def test_the_receptive_field_of_a_mask_aware_model_includes_the_fill():
     x = torch.cat([image, known], 1).requires_grad_(True)
     model(x)[0, :, 50, 50].sum().backward()
     assert x.grad[0, :3, 50 + 32, 50].abs().sum() > 0  # the centre sees it through the fill
+
+
+def test_a_damage_model_returns_one_probability_per_pixel_and_takes_no_mask():
+    config = REDNetConfig(depth=6, width=8, channels=3, output="damage")
+    model = REDNet(config)
+    with torch.no_grad():
+        y = model(torch.rand(2, 3, 17, 23))
+    assert y.shape == (2, 1, 17, 23) and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert sum(p.numel() for p in model.parameters()) == parameter_count(config)
+    with pytest.raises(ValueError, match="takes no mask input"):
+        REDNetConfig(channels=3, mask_input=True, output="damage")

@@ -406,3 +406,20 @@ def test_the_gain_row_names_only_the_classical_methods_in_the_table():
     text = render_classic_report(records, report, "# R")
     assert "| rednet-blind − Wiener (dB) | +0.80 |" in text
     assert "what the blind model can and cannot undo" in text
+
+
+def test_the_two_step_blind_inpainting_row_names_both_models_and_its_gain_over_telea():
+    records = _classic_records(
+        [
+            ("Set14", "text", "telea", None, 30.0),
+            ("Set14", "text", "rednet", "inpaint", 25.0),
+            ("Set14", "text", "rednet-detect", "inpaint-mask", 31.25),
+        ]
+    )
+    records[-1]["detector"] = "inpaint-detect"
+    report = ClassicReport(
+        task="inpaint", datasets=("Set14",), settings=("text",), methods=("telea", "rednet", "rednet-detect")
+    )
+    text = render_classic_report(records, report, "# R")
+    assert "| rednet-detect (`inpaint-detect` + `inpaint-mask`) | 31.25 / 0.5000 |" in text
+    assert "| rednet-detect − Telea (dB) | +1.25 |" in text and "| rednet − Telea (dB) | -5.00 |" in text

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -464,3 +465,23 @@ def test_an_rgb_model_warm_starts_a_mask_aware_inpainting_run(images, tmp_path):
     first = model.state_dict()["convs.0.weight"]
     assert first.shape[1] == 4 and first[:, 3].abs().sum() > 0  # the mask channel has learnt something
     assert card["levels"]["mask"] == "strokes+0-0.8"
+
+
+def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_finds(images, tmp_path):
+    from rednet.train import DAMAGE_WEIGHT, damage_loss
+
+    # A missed damaged pixel costs DAMAGE_WEIGHT times a false alarm of the same confidence.
+    missed = damage_loss(torch.tensor([[[[0.1]]]]), torch.tensor([[[[1.0]]]]))
+    false_alarm = damage_loss(torch.tensor([[[[0.9]]]]), torch.tensor([[[[0.0]]]]))
+    assert float(missed) == pytest.approx(DAMAGE_WEIGHT * float(false_alarm))
+    with pytest.raises(ValueError, match="output"):
+        tiny(images, task="denoise", output="damage")
+    config = tiny(images, task="inpaint", mask="strokes", output="damage", channel="rgb", steps=2)
+    assert all(c.with_mask for c in config.corruptions())  # the mask is the target
+    config = dataclasses.replace(config, val_set=str(images), val_limit=1, val_every=2, val_level="text")
+    train(config, tmp_path / "run", progress=False)
+    main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "detect.safetensors")])
+    model, card = load_weights(tmp_path / "detect.safetensors")
+    assert model.config.output == "damage" and card["architecture"]["output"] == "damage"
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_psnr" in r] == [2] and records[-1]["val_psnr"] > 5

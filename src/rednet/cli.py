@@ -73,7 +73,7 @@ REPORT_DEFAULTS: dict[str, dict[str, str]] = {
     "inpaint": {
         "datasets": "Set14,CBSD68",
         "settings": "text,0.5,0.8",
-        "methods": "input,telea,biharmonic,rednet,rednet-mask",
+        "methods": "input,telea,biharmonic,rednet,rednet-detect,rednet-mask",
     },
 }
 """Each report's list options and their defaults; a report's command line names the ones that differ."""
@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--balance", type=float, help="method wiener: regularisation weight (default: 2 sigma/255)"
     )
     p.add_argument("--iterations", type=int, help="method richardson-lucy: iterations (default 30)")
+    p.add_argument(
+        "--detector",
+        help="method rednet, task inpaint: a damage model (inpaint-detect) finds the mask that the "
+        "mask-aware --model fills, instead of the true mask",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=cmd_eval)
 
@@ -758,20 +763,33 @@ def _bf16_default(device: torch.device) -> bool:
 
 
 def _restore_model(args: argparse.Namespace, channels: int, device: torch.device):
+    """(model, detector): the model that restores, and for blind inpainting in two steps the damage model
+    whose mask it fills (None otherwise)."""
     from rednet import zoo
 
     if args.weights is not None:
         if args.model or args.fast:
             raise ValueError("--weights picks the model itself; leave out --model and --fast")
-        return zoo.load(args.weights, device=device)
+        return zoo.load(args.weights, device=device), None
     variant = {"deblur": args.kernel or "", "inpaint": "mask" if args.mask is not None else ""}
+    detector = None
+    if args.task == "inpaint" and args.mask is None and not args.model and not args.fast:
+        # Blind inpainting: where a damage model is shipped, it finds the damage and the mask-aware model
+        # fills it (measured better than the one-step blind model: docs/results.md).
+        found = [n for n, e in zoo.WEIGHTS.items() if e.task == "inpaint" and e.variant == "detect"]
+        if found:
+            detector, variant["inpaint"] = zoo.load(found[0], device=device), "mask"
     name = args.model or zoo.default_model(
         args.task, channels, fast=args.fast, variant=variant.get(args.task, "")
     )
     model = zoo.load(name, device=device)
     if model.card.get("task", args.task).split(",")[0] != args.task:
         raise ValueError(f"model {name} restores {model.card.get('task')}, not {args.task}")
-    return model
+    if model.config.output != "image":
+        raise ValueError(
+            f"model {name} finds damage, it does not restore; use --task inpaint without --model"
+        )
+    return model, detector
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -780,7 +798,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from rednet import degrade, io
-    from rednet.infer import restore
+    from rednet.infer import find_damage, restore
 
     if args.task == "sr" and args.scale is None:
         raise ValueError("task 'sr' needs --scale (the factor to enlarge by)")
@@ -803,7 +821,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         dist.init_process_group(backend="nccl" if want_cuda else "gloo")
     mine = files[rank::world]
     bf16 = _bf16_default(device) if args.bf16 is None else args.bf16
-    models: dict[int, torch.nn.Module] = {}
+    models: dict[int, tuple] = {}
     results = []
     for path in mine:
         record = {"input": str(path), "rank": rank}
@@ -817,17 +835,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
             if args.task == "sr":
                 x = degrade.imresize(x, float(args.scale))
                 alpha = None if alpha is None else degrade.imresize(alpha, float(args.scale)).clamp(0, 1)
+            model, detector = models[channels]
             mask = None if args.mask is None else io.read_mask(args.mask, size=x.shape[-2:])
-            y = restore(
-                models[channels], x, tile=args.tile or "auto", ensemble=args.ensemble, bf16=bf16, mask=mask
-            )
+            options = {"tile": args.tile or "auto", "ensemble": args.ensemble, "bf16": bf16}
+            if detector is not None:
+                mask = find_damage(detector, x, **options)
+            y = restore(model, x, mask=mask, **options)
             out = args.output if single else args.output / path.name
             written = io.write_image(
                 out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
             )
             record.update(
                 output=str(written),
-                model=models[channels].card.get("name"),
+                model=model.card.get("name")
+                if detector is None
+                else f"{detector.card.get('name')} + {model.card.get('name')}",
                 megapixels=y.shape[-1] * y.shape[-2] / 1e6,
             )
         except (OSError, ValueError) as e:
@@ -885,6 +907,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         balance=args.balance,
         iterations=args.iterations,
+        detector=args.detector,
     )
     result = evaluate(config, progress=not args.json and sys.stderr.isatty())
     for bad in result["failed"]:

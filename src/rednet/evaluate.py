@@ -69,6 +69,8 @@ class EvalConfig:
         bf16: method "rednet": bfloat16 autocast.
         balance: method "wiener": its regularisation weight (None = ``baselines.wiener``'s fixed rule).
         iterations: method "richardson-lucy": its number of iterations (None = 30).
+        detector: method "rednet", task "inpaint": a damage model (e.g. "inpaint-detect") whose mask the
+            mask-aware ``model`` fills, instead of the true mask: blind inpainting in two steps.
     """
 
     task: Task
@@ -90,6 +92,7 @@ class EvalConfig:
     bf16: bool = False
     balance: float | None = None
     iterations: int | None = None
+    detector: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -111,6 +114,8 @@ class EvalConfig:
             raise ValueError(f"method {self.method!r} does not do task {self.task!r}")
         if self.method == "rednet" and not self.model:
             raise ValueError("method 'rednet' needs --model NAME or --weights FILE")
+        if self.detector and (self.method != "rednet" or self.task != "inpaint"):
+            raise ValueError("--detector is for --task inpaint --method rednet (with a mask-aware model)")
 
     @property
     def resolved_shave(self) -> int:
@@ -241,13 +246,16 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
 
 def rednet_method(config: EvalConfig) -> Method:
     """The "rednet" method: the configured model (loaded once) through :func:`rednet.infer.restore`."""
-    from rednet.infer import restore
+    from rednet.infer import find_damage, restore
     from rednet.zoo import load
 
     model = load(str(config.model))
+    detector = load(config.detector) if config.detector else None
 
     def run(c: Corrupted, _config: EvalConfig) -> Tensor:
         mask = c.mask if model.config.mask_input else None  # a mask-aware model is given the true mask
+        if detector is not None:  # ... unless a damage model finds the mask
+            mask = find_damage(detector, c.degraded, ensemble=config.ensemble, bf16=config.bf16)
         return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16, mask=mask)
 
     return run

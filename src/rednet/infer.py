@@ -29,6 +29,7 @@ from rednet.model import REDNet, receptive_field
 __all__ = [
     "DIHEDRAL",
     "auto_tile",
+    "find_damage",
     "margin_for",
     "restore",
     "reuse_freed_memory",
@@ -278,3 +279,29 @@ def restore(
     finally:
         model.train(was_training)
     return out.float().clamp_(0, 1).to(x.device)
+
+
+def find_damage(
+    detector: REDNet, x: Tensor, *, threshold: float = 0.5, grow: int = 1, **options: object
+) -> Tensor:
+    """The mask of what a damage model (``config.output == "damage"``) finds damaged in ``x``: the input of
+    a mask-aware inpainting model, for blind inpainting in two steps.
+
+    Args:
+        detector: a damage model.
+        x: (N, C, H, W) float32 in [0, 1].
+        threshold: a pixel is damaged where the probability is above this.
+        grow: also mark the pixels within this many pixels of a damaged one (the soft edges of text).
+        options: passed to :func:`restore` (tile, ensemble, bf16, ...).
+
+    Returns:
+        (N, 1, H, W) float32, 1 = pixel known, 0 = pixel to fill, on ``x``'s device.
+    """
+    if detector.config.output != "damage":
+        raise ValueError(
+            "this model restores images; finding damage needs a damage model (e.g. inpaint-detect)"
+        )
+    damaged = (restore(detector, x, **options) > threshold).float()  # type: ignore[arg-type]
+    if grow > 0:
+        damaged = torch.nn.functional.max_pool2d(damaged, 2 * grow + 1, stride=1, padding=grow)
+    return 1 - damaged

@@ -56,6 +56,9 @@ class REDNetConfig:
             inpainting where the damage is known (our addition, not in the paper): the missing pixels are
             first filled by :func:`fill_missing`, the network learns the residual of that fill, and the
             known pixels pass through unchanged. The output has ``channels`` channels.
+        output: "image" = the restored image (the paper's model); "damage" = where the image is damaged,
+            for blind inpainting (our addition): (N, 1, H, W), the probability in [0, 1] that each pixel
+            was overwritten (sigmoid of the last layer; no residual), which a mask-aware model then fills.
     """
 
     depth: int = 30
@@ -65,6 +68,7 @@ class REDNetConfig:
     residual: bool = True
     stride: int = 1
     mask_input: bool = False
+    output: str = "image"
 
     def __post_init__(self) -> None:
         if self.depth < 2 or self.depth % 2:
@@ -77,6 +81,10 @@ class REDNetConfig:
             raise ValueError(f"skip_every must be >= 0 (0 = no skips), got {self.skip_every}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if self.output not in ("image", "damage"):
+            raise ValueError(f"output must be 'image' or 'damage', got {self.output!r}")
+        if self.output == "damage" and self.mask_input:
+            raise ValueError("a damage model finds the mask itself: it takes no mask input")
 
     @property
     def layers(self) -> int:
@@ -87,6 +95,11 @@ class REDNetConfig:
     def in_channels(self) -> int:
         """Input channels: the image's, plus one for the mask of a mask-aware model."""
         return self.channels + int(self.mask_input)
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels: the image's, or 1 for a damage model (``output="damage"``)."""
+        return 1 if self.output == "damage" else self.channels
 
 
 RED10 = REDNetConfig(depth=10, skip_every=0)
@@ -117,7 +130,7 @@ class REDNet(nn.Module):
     def __init__(self, config: REDNetConfig = RED30) -> None:
         super().__init__()
         self.config = config
-        c, w, n, s = config.channels, config.width, config.layers, config.stride
+        c, w, n, s = config.out_channels, config.width, config.layers, config.stride
         k, p, op = _strided_geometry(s)
         self.convs = nn.ModuleList(
             [nn.Conv2d(config.in_channels, w, k, stride=s, padding=p)]
@@ -144,7 +157,8 @@ class REDNet(nn.Module):
                 (N, C + 1, H, W), the mask (1 = known, 0 = to fill) last.
 
         Returns:
-            (N, C, H, W) restored images, same dtype; not clamped.
+            (N, C, H, W) restored images, same dtype; not clamped. A damage model returns (N, 1, H, W), the
+            probability in [0, 1] that each pixel is damaged.
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"x must be (N, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
@@ -175,6 +189,8 @@ class REDNet(nn.Module):
                 skip = feats[self.skip_from[j]]
                 y = F.relu(y.add_(skip) if no_grad else y + skip, inplace=True)
         y = y[..., :h, :w]
+        if self.config.output == "damage":
+            return torch.sigmoid(y)
         if not self.config.mask_input:
             return x + y if self.config.residual else y
         c = self.config.channels
@@ -246,8 +262,8 @@ def _box_sum(t: Tensor, k: int) -> Tensor:
 
 def parameter_count(config: REDNetConfig) -> int:
     """Weights + biases of a stride-1 RED-Net: ``2(L-1)(9w^2+w) + (9cw+w) + (9wc+c)`` (paper.md §1.4);
-    a mask-aware model's first layer has ``c + 1`` inputs."""
-    n, w, c = config.layers, config.width, config.channels
+    a mask-aware model's first layer has ``c + 1`` inputs, a damage model's last layer 1 output."""
+    n, w, c = config.layers, config.width, config.out_channels
     return 2 * (n - 1) * (9 * w * w + w) + (9 * config.in_channels * w + w) + (9 * w * c + c)
 
 

@@ -155,6 +155,7 @@ def _measure(config: Any, method: str, threads: int | None = None) -> dict[str, 
         "level": level,
         "method": method,
         "model": config.model,
+        **({"detector": config.detector} if getattr(config, "detector", None) else {}),
         **{k: v for k, v in result["mean"].items() if k in ("psnr", "ssim", "seconds", "psnr_shave0")},
         "images": result["protocol"]["images"],
     }
@@ -578,10 +579,12 @@ def _seconds_lines(names: list[str], methods: list[str], seconds, over: str) -> 
 
 CLASSIC_METHODS = {
     "deblur": ("input", "wiener", "richardson-lucy", "rednet", "rednet-blind"),
-    "inpaint": ("input", "telea", "biharmonic", "rednet", "rednet-mask"),
+    "inpaint": ("input", "telea", "biharmonic", "rednet", "rednet-detect", "rednet-mask"),
 }
 """Each report's methods: ``rednet`` is the per-kernel (deblur) or blind (inpaint) model, ``rednet-blind``
-the blind Gaussian deblurrer, ``rednet-mask`` the mask-aware inpainting model."""
+the blind Gaussian deblurrer, ``rednet-mask`` the mask-aware inpainting model given the true mask,
+``rednet-detect`` blind inpainting in two steps: the damage model finds the mask, the mask-aware model
+fills it."""
 
 WIENER_BALANCES = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 RL_ITERATIONS = (5, 10, 20, 30, 50, 100)
@@ -653,10 +656,14 @@ def _classic_model(task: str, method: str, setting: dict[str, Any]) -> str | Non
         "rednet": setting.get("kernel", ""),
         "rednet-blind": "",
         "rednet-mask": "mask",
+        "rednet-detect": "mask",
+        "detector": "detect",
     }[method]
-    return next(
-        (n for n, e in WEIGHTS.items() if e.task == task and e.variant == variant and not e.fast), None
-    )
+    found = (n for n, e in WEIGHTS.items() if e.task == task and e.variant == variant and not e.fast)
+    model = next(found, None)
+    if method == "rednet-detect" and _classic_model(task, "detector", setting) is None:
+        return None
+    return model
 
 
 def tune_deconvolution(
@@ -723,6 +730,8 @@ def run_classic_report(
                     skipped.add((method, levels.get("kernel")))
                     continue
                 extra: dict[str, Any] = {}
+                if method == "rednet-detect":
+                    extra["detector"] = _classic_model(report.task, "detector", levels)
                 if method == "wiener":
                     extra["balance"] = best.get((setting, method))
                 if method == "richardson-lucy":
@@ -779,7 +788,8 @@ def render_classic_report(records: list[dict[str, Any]], report: ClassicReport, 
         title = "## Deblurring across Gaussian blurs: what the blind model can and cannot undo"
     else:
         title = "## Deblurring: the official demo's kernels, known to the classical methods"
-    lines = [header, "", title, "", *_model_lines(r["model"] for r in cell.values())]
+    shown = [n for r in cell.values() for n in (r["model"], r.get("detector"))]
+    lines = [header, "", title, "", *_model_lines(shown)]
     if deblur:
         note = (
             "Cells are mean PSNR (dB) / SSIM on RGB, 8-bit outputs, the same seeded inputs for every "
@@ -796,8 +806,10 @@ def render_classic_report(records: list[dict[str, Any]], report: ClassicReport, 
             "inputs for every method (protocol.md): white/black text 12–40 px, or each pixel lost "
             "(set to 0) with the given probability. Telea (`cv2.inpaint`) and biharmonic "
             "(`skimage.restoration.inpaint_biharmonic`) are given the true mask; `rednet` (the blind "
-            "`inpaint`) sees only the damaged image; `rednet-mask` (`inpaint-mask`) is given the true mask "
-            "as a 4th channel."
+            "`inpaint`) sees only the damaged image; `rednet-detect` sees only the damaged image too: "
+            "the damage model `inpaint-detect` finds the mask, `inpaint-mask` fills it (what `rednet "
+            "restore --task inpaint` does without `--mask`); `rednet-mask` (`inpaint-mask`) is given the "
+            "true mask as a 4th channel."
         )
     if report.bf16:
         note += " The models ran in bfloat16 (`--bf16`), as `rednet restore` does on a CPU that has it."
@@ -815,14 +827,20 @@ def render_classic_report(records: list[dict[str, Any]], report: ClassicReport, 
             for c in cols:
                 r = cell.get((dataset, c, method))
                 row.append(f"{r['psnr']:.2f} / {r['ssim']:.4f}" if r else "")
-            models = sorted({cell[k]["model"] for c in cols if (k := (dataset, c, method)) in cell} - {None})
+            models = sorted(
+                {
+                    " + ".join(f"`{m}`" for m in (cell[k].get("detector"), cell[k]["model"]) if m)
+                    for c in cols
+                    if (k := (dataset, c, method)) in cell and cell[k]["model"]
+                }
+            )
             label = {"input": "blurred input" if deblur else "damaged input"}.get(method, method)
             if method in ("wiener", "richardson-lucy"):
                 label += " (true kernel, tuned)"
             if method in ("telea", "biharmonic"):
                 label += " (true mask)"
             if models:
-                label += " (" + ", ".join(f"`{m}`" for m in models) + ")"
+                label += " (" + ", ".join(models) + ")"
             lines.append(f"| {label} | " + " | ".join(row) + " |")
         lines += _classic_gains(report, cell, dataset, present)
     if deblur and tuning:
@@ -852,7 +870,11 @@ def _classic_gains(
         name = {2: "the better of Wiener and R–L", 1: "Wiener" if "wiener" in rivals else "R–L"}
         pairs = [(m, rivals, name.get(len(rivals), "")) for m in ("rednet", "rednet-blind")]
     else:
-        pairs = [("rednet", ("telea",), "Telea"), ("rednet-mask", ("biharmonic",), "biharmonic")]
+        pairs = [
+            ("rednet", ("telea",), "Telea"),
+            ("rednet-detect", ("telea",), "Telea"),
+            ("rednet-mask", ("biharmonic",), "biharmonic"),
+        ]
     for method, rivals, name in pairs:
         if method not in present or not any(r in present for r in rivals):
             continue

@@ -39,6 +39,9 @@ __all__ = ["TrainConfig", "hardware", "load_checkpoint", "train"]
 
 log = logging.getLogger(__name__)
 
+DAMAGE_WEIGHT = 4.0
+"""Weight of the damaged pixels in a damage model's cross-entropy (the intact ones weigh 1)."""
+
 LEVEL_FIELD = {"denoise": "sigma", "sr": "scale", "jpeg": "quality", "deblur": "sigma", "inpaint": "mask"}
 
 
@@ -59,6 +62,10 @@ class TrainConfig:
             random colours), or pixel-loss rates as a range "0.3-0.8" or a list; several joined by "+"
             are mixed per patch, e.g. "strokes+0-0.8".
         mask_input: the model also takes the mask as a 4th input channel (inpaint only).
+        output: "image" (a restoring model) or "damage" (inpaint only): the model learns where the damage is,
+            (N, 1, H, W) probabilities, by binary cross-entropy against the true mask, damaged pixels
+            weighted by ``DAMAGE_WEIGHT`` (a missed pixel of text costs more than one filled needlessly); it
+            is validated by the PSNR of its mask filled by the shipped ``inpaint-mask``.
         channel: "gray", "y" (BT.601 luminance) or "rgb"; sets the model's channels.
         data: training folders, comma-separated: paths, or names relative to the data root.
         data_root: where ``data`` and the validation set live; None = ``rednet.data.data_root()``.
@@ -96,6 +103,7 @@ class TrainConfig:
     blur_sigma: str = "0.5-3"
     mask: str = "text"
     mask_input: bool = False
+    output: str = "image"
     channel: str = "gray"
     data: str = "train/BSDS500"
     data_root: str | None = None
@@ -140,6 +148,7 @@ class TrainConfig:
             "device": self.device in ("auto", "cpu", "cuda"),
             "kernel": self.kernel in ("gaussian", "disk", "gaussian-family"),
             "mask_input": not self.mask_input or self.tasks == ["inpaint"],
+            "output": self.output == "image" or (self.output == "damage" and self.tasks == ["inpaint"]),
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 1,
             "patch_size": self.patch_size >= 1,
@@ -162,10 +171,11 @@ class TrainConfig:
             if task == "inpaint":
                 for kind in self.mask.split("+"):
                     kind = kind.strip()
+                    with_mask = self.mask_input or self.output == "damage"  # an input, or the target
                     if kind in ("text", "strokes"):
-                        out.append(Corruption(task, Levels(values=(0.0,)), kind, with_mask=self.mask_input))
+                        out.append(Corruption(task, Levels(values=(0.0,)), kind, with_mask=with_mask))
                     else:
-                        out.append(Corruption(task, Levels.parse(kind), "rate", with_mask=self.mask_input))
+                        out.append(Corruption(task, Levels.parse(kind), "rate", with_mask=with_mask))
             else:
                 spec = getattr(self, LEVEL_FIELD[task])
                 kernel = self.kernel if task == "deblur" else ""
@@ -181,6 +191,7 @@ class TrainConfig:
             residual=self.residual,
             stride=self.stride,
             mask_input=self.mask_input,
+            output=self.output,
         )
 
     @classmethod
@@ -304,6 +315,13 @@ def _load_model_state(model: REDNet, state: dict[str, Tensor], source: str) -> N
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
+def damage_loss(probability: Tensor, damaged: Tensor) -> Tensor:
+    """A damage model's loss: cross-entropy of (N, 1, H, W) probabilities against the true damage (1 =
+    damaged), the damaged pixels weighted by :data:`DAMAGE_WEIGHT`."""
+    weight = 1 + (DAMAGE_WEIGHT - 1) * damaged
+    return F.binary_cross_entropy(probability.clamp(1e-6, 1 - 1e-6), damaged, weight=weight)
+
+
 def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> dict[str, float]:
     from rednet.evaluate import EvalConfig, evaluate
 
@@ -328,8 +346,17 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
         **levels,
     )
 
+    if config.output == "damage":
+        from rednet.infer import find_damage, restore
+        from rednet.zoo import load
+
+        filler = load("inpaint-mask", device=device)
+
     def run(corrupted, _config) -> Tensor:
         x = corrupted.degraded
+        if config.output == "damage":  # the found damage, filled by the shipped mask-aware model
+            bf16 = config.dtype == "bf16"
+            return restore(filler, x, mask=find_damage(model, x, bf16=bf16), bf16=bf16)
         if config.mask_input:
             x = torch.cat([x, corrupted.mask], dim=1)
         x = x.to(device)
@@ -397,7 +424,11 @@ def train(
     model = REDNet(config.model_config())
     if init is not None:
         source = _read_weights(Path(init))
-        state = convert_channels(source, model.config.channels, mask_input=model.config.mask_input)
+        state = (
+            convert_channels(source, model.config.channels, mask_input=model.config.mask_input)
+            if model.config.output == "image"
+            else dict(source)
+        )
         if (
             state.get("convs.0.weight") is not None
             and any(k.startswith("deconvs.") for k in source)
@@ -489,6 +520,8 @@ def train(
 
         bar = tqdm(total=config.steps, initial=step, unit="step", dynamic_ncols=True)
     loss_fn = F.mse_loss if config.loss == "l2" else F.l1_loss
+    if config.output == "damage":
+        loss_fn = damage_loss
     end = min(config.steps, stop_at) if stop_at is not None else config.steps
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     last_tick = time.perf_counter()
@@ -505,6 +538,8 @@ def train(
             if config.channels_last:
                 degraded = degraded.contiguous(memory_format=torch.channels_last)
                 clean = clean.contiguous(memory_format=torch.channels_last)
+            if config.output == "damage":  # the mask rides as the last channel: the target, not an input
+                degraded, clean = degraded[:, :-1], 1 - degraded[:, -1:]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.dtype == "bf16"):
                 restored = net(degraded)
             loss = loss_fn(restored.float(), clean)
