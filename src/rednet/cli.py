@@ -772,13 +772,10 @@ def _restore_model(args: argparse.Namespace, channels: int, device: torch.device
             raise ValueError("--weights picks the model itself; leave out --model and --fast")
         return zoo.load(args.weights, device=device), None
     variant = {"deblur": args.kernel or "", "inpaint": "mask" if args.mask is not None else ""}
-    detector = None
-    if args.task == "inpaint" and args.mask is None and not args.model and not args.fast:
-        # Blind inpainting: where a damage model is shipped, it finds the damage and the mask-aware model
-        # fills it (measured better than the one-step blind model: docs/results.md).
-        found = [n for n, e in zoo.WEIGHTS.items() if e.task == "inpaint" and e.variant == "detect"]
-        if found:
-            detector, variant["inpaint"] = zoo.load(found[0], device=device), "mask"
+    detector, pair = None, zoo.detect_and_fill()
+    if args.task == "inpaint" and args.mask is None and not args.model and not args.fast and pair:
+        # Blind inpainting: the damage model finds the damage and the mask-aware model fills it.
+        detector, variant["inpaint"] = zoo.load(pair[0], device=device), "mask"
     name = args.model or zoo.default_model(
         args.task, channels, fast=args.fast, variant=variant.get(args.task, "")
     )

@@ -650,20 +650,14 @@ class ClassicReport:
 
 def _classic_model(task: str, method: str, setting: dict[str, Any]) -> str | None:
     """The shipped model a rednet method of a deblur/inpaint report uses for one column (None: none)."""
-    from rednet.zoo import WEIGHTS
+    from rednet.zoo import WEIGHTS, detect_and_fill
 
-    variant = {
-        "rednet": setting.get("kernel", ""),
-        "rednet-blind": "",
-        "rednet-mask": "mask",
-        "rednet-detect": "mask",
-        "detector": "detect",
-    }[method]
+    if method == "rednet-detect":
+        pair = detect_and_fill()
+        return pair[1] if pair else None
+    variant = {"rednet": setting.get("kernel", ""), "rednet-blind": "", "rednet-mask": "mask"}[method]
     found = (n for n, e in WEIGHTS.items() if e.task == task and e.variant == variant and not e.fast)
-    model = next(found, None)
-    if method == "rednet-detect" and _classic_model(task, "detector", setting) is None:
-        return None
-    return model
+    return next(found, None)
 
 
 def tune_deconvolution(
@@ -713,6 +707,7 @@ def run_classic_report(
     best parameter of each column. Returns the tuning records, then one record per cell (with ``setting``).
     """
     from rednet.evaluate import EvalConfig
+    from rednet.zoo import detect_and_fill
 
     tuning = tune_deconvolution(report, jobs=jobs, progress=progress) if report.task == "deblur" else []
     best = _best_parameters(tuning)
@@ -731,7 +726,7 @@ def run_classic_report(
                     continue
                 extra: dict[str, Any] = {}
                 if method == "rednet-detect":
-                    extra["detector"] = _classic_model(report.task, "detector", levels)
+                    extra["detector"] = detect_and_fill()[0]  # type: ignore[index]
                 if method == "wiener":
                     extra["balance"] = best.get((setting, method))
                 if method == "richardson-lucy":

@@ -58,7 +58,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import Tensor
 
 from rednet import __version__, degrade, io, zoo
-from rednet.infer import restore
+from rednet.infer import find_damage, restore
 
 __all__ = ["TASKS", "ServeSettings", "create_app", "demo_sample", "serve"]
 
@@ -68,6 +68,10 @@ TASKS = ("denoise", "sr", "jpeg", "deblur", "inpaint")
 """The task names of ``rednet restore --task``."""
 
 Task = Literal["denoise", "sr", "jpeg", "deblur", "inpaint"]
+
+HIDDEN = ("mask", "detect")
+"""Model variants the API does not offer: the mask-aware model needs a mask (command line only); the damage
+model is the first step of blind inpainting, which the API runs when no model is named."""
 
 LEVELS: dict[str, dict[str, Any]] = {
     "denoise": {"name": "sigma", "min": 0, "max": 255, "required": False, "help": "noise std, 0-255 scale"},
@@ -369,8 +373,11 @@ class Service:
 
         try:
             start = time.perf_counter()
+            pair = zoo.detect_and_fill() if job.task == "inpaint" and not job.model else None
             name = job.model or zoo.default_model(job.task, x.shape[1], fast=job.fast, variant=None)
-            model, job.model = self.model(name), name
+            if pair:  # blind inpainting in two steps: the damage model finds the mask, the other fills it
+                name = pair[1]
+            model, job.model = self.model(name), " + ".join(pair) if pair else name
             job.timings_ms["load"] = _ms(start)
             alpha = info.alpha
             if job.task == "sr":
@@ -378,9 +385,9 @@ class Service:
                 x = degrade.imresize(x, scale)
                 alpha = None if alpha is None else degrade.imresize(alpha, scale).clamp(0, 1)
             start = time.perf_counter()
-            y = restore(
-                model, x, tile=self.settings.tile, ensemble=job.ensemble, bf16=self.bf16, on_tile=on_tile
-            )
+            options = {"tile": self.settings.tile, "ensemble": job.ensemble, "bf16": self.bf16}
+            mask = find_damage(self.model(pair[0]), x, **options) if pair else None
+            y = restore(model, x, mask=mask, on_tile=on_tile, **options)
             job.timings_ms["restore"] = _ms(start)
             start = time.perf_counter()
             job.out_size = (y.shape[-1], y.shape[-2])
@@ -630,7 +637,7 @@ async def _restore_form(
 def _check_form(form: RestoreForm) -> None:
     """Refuse what no restore could do (422) before any upload is read."""
     # A mask-aware model needs a mask, which this API does not take: those stay command-line only.
-    shipped = {n: e for n, e in zoo.WEIGHTS.items() if e.task == form.task and e.variant != "mask"}
+    shipped = {n: e for n, e in zoo.WEIGHTS.items() if e.task == form.task and e.variant not in HIDDEN}
     if not shipped:
         raise HTTPException(422, f"no shipped model for task {form.task!r} yet; {_available()}")
     if form.model is not None:
@@ -644,6 +651,10 @@ def _check_form(form: RestoreForm) -> None:
             raise HTTPException(
                 422,
                 f"model {form.model} needs a mask, which the web API does not take (rednet restore --mask)",
+            )
+        if zoo.WEIGHTS[form.model].variant == "detect":
+            raise HTTPException(
+                422, f"model {form.model} finds damage, it does not restore: leave out the model"
             )
     elif not any(e.fast == form.fast for e in shipped.values()):
         kind = "fast" if form.fast else "full"
@@ -701,7 +712,9 @@ def _models_json(settings: ServeSettings) -> dict[str, Any]:
         )
     tasks = {}
     for task in TASKS:
-        names = [m["name"] for m in models if m["task"] == task and zoo.WEIGHTS[m["name"]].variant != "mask"]
+        names = [
+            m["name"] for m in models if m["task"] == task and zoo.WEIGHTS[m["name"]].variant not in HIDDEN
+        ]
         if names:
             level = dict(LEVELS[task])
             if task in ("denoise", "jpeg"):

@@ -108,6 +108,15 @@ def default_model(task: str, channels: int, *, fast: bool = False, variant: str 
     return (matching or candidates)[0]
 
 
+def detect_and_fill() -> tuple[str, str] | None:
+    """(damage model, mask-aware model): the shipped pair that inpaints blind in two steps, the first finding
+    the damage and the second filling it; None when either is not shipped."""
+    found = {
+        e.variant: n for n, e in WEIGHTS.items() if e.task == "inpaint" and e.variant in ("detect", "mask")
+    }
+    return (found["detect"], found["mask"]) if len(found) == 2 else None
+
+
 def load(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> REDNet:
     """A ready model, by shipped name (``WEIGHTS``) or weights path, with its card as ``model.card``.
 
