@@ -139,3 +139,15 @@ def test_a_mask_aware_model_exports_and_matches_pytorch_given_image_and_mask(tmp
     torch.testing.assert_close(onnx_model(torch.cat([x, known], 1)), expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="does not take a mask"):
         restore_onnx(onnx_model, x)
+
+
+def test_a_damage_model_exports_and_matches_pytorch(tmp_path):
+    torch.manual_seed(0)
+    model = REDNet(REDNetConfig(depth=10, width=8, channels=3, output="damage")).eval()
+    onnx_model = OnnxModel(export_onnx(model, tmp_path / "damage.onnx", card={"name": "test"}))
+    assert onnx_model.config.output == "damage"
+    x = torch.rand(1, 3, 29, 31)
+    with torch.no_grad():
+        expected = model(x)
+    assert expected.shape == (1, 1, 29, 31)
+    torch.testing.assert_close(onnx_model(x), expected, atol=1e-4, rtol=1e-4)
