@@ -196,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="method rednet, task inpaint: a damage model (inpaint-detect) finds the mask that the "
         "mask-aware --model fills, instead of the true mask",
     )
+    p.add_argument(
+        "--damage-threshold", type=float, default=0.5, help="with --detector: damaged above this probability"
+    )
+    p.add_argument(
+        "--damage-grow", type=int, default=0, help="with --detector: also fill this many pixels around"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=cmd_eval)
 
@@ -905,6 +911,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         balance=args.balance,
         iterations=args.iterations,
         detector=args.detector,
+        damage_threshold=args.damage_threshold,
+        damage_grow=args.damage_grow,
     )
     result = evaluate(config, progress=not args.json and sys.stderr.isatty())
     for bad in result["failed"]:

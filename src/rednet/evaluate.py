@@ -71,6 +71,7 @@ class EvalConfig:
         iterations: method "richardson-lucy": its number of iterations (None = 30).
         detector: method "rednet", task "inpaint": a damage model (e.g. "inpaint-detect") whose mask the
             mask-aware ``model`` fills, instead of the true mask: blind inpainting in two steps.
+        damage_threshold, damage_grow: with ``detector``: see :func:`rednet.infer.find_damage`.
     """
 
     task: Task
@@ -93,6 +94,8 @@ class EvalConfig:
     balance: float | None = None
     iterations: int | None = None
     detector: str | None = None
+    damage_threshold: float = 0.5
+    damage_grow: int = 0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -255,7 +258,14 @@ def rednet_method(config: EvalConfig) -> Method:
     def run(c: Corrupted, _config: EvalConfig) -> Tensor:
         mask = c.mask if model.config.mask_input else None  # a mask-aware model is given the true mask
         if detector is not None:  # ... unless a damage model finds the mask
-            mask = find_damage(detector, c.degraded, ensemble=config.ensemble, bf16=config.bf16)
+            mask = find_damage(
+                detector,
+                c.degraded,
+                threshold=config.damage_threshold,
+                grow=config.damage_grow,
+                ensemble=config.ensemble,
+                bf16=config.bf16,
+            )
         return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16, mask=mask)
 
     return run

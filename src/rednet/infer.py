@@ -282,7 +282,7 @@ def restore(
 
 
 def find_damage(
-    detector: REDNet, x: Tensor, *, threshold: float = 0.5, grow: int = 1, **options: object
+    detector: REDNet, x: Tensor, *, threshold: float = 0.5, grow: int = 0, **options: object
 ) -> Tensor:
     """The mask of what a damage model (``config.output == "damage"``) finds damaged in ``x``: the input of
     a mask-aware inpainting model, for blind inpainting in two steps.
