@@ -300,3 +300,18 @@ def test_restore_mask_and_kernel_flags_belong_to_their_tasks(photo, tmp_path, ca
     assert main(["restore", "--task", "denoise", str(photo), "-o", str(out), "--kernel", "disk"]) == 1
     assert "--kernel is for --task deblur" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_blind_inpainting_finds_the_damage_then_fills_it_unless_a_model_is_named(photo, tmp_path, capsys):
+    import json
+
+    from rednet.zoo import detect_and_fill
+
+    detector, filler = detect_and_fill()
+    argv = ["restore", "--task", "inpaint", str(photo), "--json"]
+    for flags, used in (([], f"{detector} + {filler}"), (["--model", "inpaint"], "inpaint")):
+        assert main([*argv, "-o", str(tmp_path / f"{len(flags)}.png"), *flags]) == 0
+        assert json.loads(capsys.readouterr().out)["results"][0]["model"] == used
+    assert main([*argv, "-o", str(tmp_path / "x.png"), "--model", detector]) == 1
+    assert "finds damage, it does not restore" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

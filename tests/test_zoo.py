@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import rednet
+from rednet import zoo
 from rednet.cli import main
 from rednet.zoo import WEIGHTS, WEIGHTS_DIR, load
 
@@ -15,7 +16,7 @@ TASK_CHECK = {
     "sr": ({"scale": 2}, 0.5),
     "jpeg": ({"quality": 10}, 0.5),
     "deblur": ({"kernel": "gaussian", "sigma": 2.55}, 1.0),  # the kernel: the model's own, if it has one
-    "inpaint": ({"mask": "text"}, 3.0),  # the mask-aware model: 50 % of the pixels lost, mask given
+    "inpaint": ({"mask": "text"}, 3.0),
 }
 
 
@@ -24,7 +25,8 @@ def _check_level(entry) -> tuple[dict, float]:
     if entry.task == "deblur" and entry.variant:
         level = {**level, "kernel": entry.variant}
     if entry.variant == "mask":
-        level = {"mask": "0.5"}
+        level = {"mask": "0.5"}  # the mask-aware model: 50 % of the pixels lost, mask given
+    # the damage model ("detect"): text, found and filled by the mask-aware model
     return level, min_gain
 
 
@@ -40,12 +42,17 @@ def test_every_shipped_model_loads_with_its_card_and_restores_its_task_on_a_real
     model = rednet.load(name)
     assert model.card["task"].startswith(entry.task)
     assert model.config.channels == entry.channels
+    assert (model.config.output == "damage") == (entry.variant == "detect")
     assert (WEIGHTS_DIR / entry.file).with_suffix(".json").is_file()
     rgb = torch.from_numpy(data.astronaut()[100:196, 150:246].copy()).permute(2, 0, 1)[None] / 255.0
     clean = rgb if entry.channels == 3 else rgb_to_y(rgb)
     level, min_gain = _check_level(entry)
     damaged = corrupt(clean, EvalConfig(task=entry.task, dataset=".", **level), seed=0)
     mask = damaged.mask if model.config.mask_input else None
+    if entry.variant == "detect":  # a damage model: what it finds, filled by the mask-aware model
+        from rednet.infer import find_damage
+
+        mask, model = find_damage(model, damaged.degraded), rednet.load(zoo.detect_and_fill()[1])
     restored = quantize(rednet.restore(model, damaged.degraded, mask=mask))
     before = psnr(quantize(damaged.degraded), damaged.clean)
     assert psnr(restored, damaged.clean) > before + min_gain
