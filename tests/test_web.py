@@ -108,10 +108,14 @@ def test_models_lists_the_shipped_models_with_cards_tasks_and_limits(make_client
     client = make_client(max_pixels=1234, max_upload_bytes=5678)
     body = client.get("/v1/models").json()
     assert [m["name"] for m in body["models"]] == list(zoo.WEIGHTS)
-    assert all(m["card"]["architecture"]["depth"] == 30 for m in body["models"])
+    # RED30s, but for the damage model of blind inpainting (a RED20)
+    assert all(
+        m["card"]["architecture"]["depth"] == 30 or m["name"] == "inpaint-detect" for m in body["models"]
+    )
     assert set(body["tasks"]) == {e.task for e in zoo.WEIGHTS.values()}  # only what has a model
     assert body["tasks"]["denoise"]["models"] == ["denoise-gray", "denoise-color"]
-    assert body["tasks"]["inpaint"]["models"] == ["inpaint"]  # the mask-aware model needs a mask upload
+    # the mask-aware model needs a mask upload; the damage model is the first step of the default
+    assert body["tasks"]["inpaint"]["models"] == ["inpaint"]
     assert body["limits"]["max_pixels"] == 1234 and body["limits"]["max_upload_bytes"] == 5678
 
 
@@ -262,6 +266,10 @@ def test_error_messages_never_show_server_paths(client):
         (
             {"task": "inpaint", "model": "inpaint-mask"},
             "model inpaint-mask needs a mask, which the web API does not take (rednet restore --mask)",
+        ),
+        (
+            {"task": "inpaint", "model": "inpaint-detect"},
+            "model inpaint-detect finds damage, it does not restore: leave out the model",
         ),
         ({"task": "sr"}, "task sr needs level = scale"),
         (
@@ -464,3 +472,16 @@ def test_demo_sample_function_matches_the_endpoint(client):
     assert sample.shape == (1, 3, 256, 256)
     got = torch.from_numpy(decode(client.get("/v1/demo").content).copy()).permute(2, 0, 1)[None] / 255
     assert torch.allclose(got, sample, atol=1e-6)
+
+
+def test_blind_inpainting_finds_the_text_and_fills_it_in_two_steps(client):
+    from rednet.evaluate import EvalConfig, corrupt
+
+    rgb = torch.from_numpy(data.astronaut()[100:196, 150:246].copy()).permute(2, 0, 1)[None] / 255.0
+    damaged = corrupt(rgb, EvalConfig(task="inpaint", dataset=".", mask="text"), seed=0)
+    upload = (damaged.degraded[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    response = post(client, png(upload), task="inpaint")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rednet-model"] == "inpaint-detect + inpaint-mask"
+    clean = (rgb[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert psnr(decode(response.content), clean) > psnr(upload, clean) + 3
