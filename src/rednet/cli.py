@@ -776,7 +776,10 @@ def _restore_model(args: argparse.Namespace, channels: int, device: torch.device
     if args.weights is not None:
         if args.model or args.fast:
             raise ValueError("--weights picks the model itself; leave out --model and --fast")
-        return zoo.load(args.weights, device=device), None
+        model = zoo.load(args.weights, device=device)
+        if model.config.output != "image":
+            raise ValueError(f"{args.weights} finds damage, it does not restore")
+        return model, None
     variant = {"deblur": args.kernel or "", "inpaint": "mask" if args.mask is not None else ""}
     detector, pair = None, zoo.detect_and_fill()
     if args.task == "inpaint" and args.mask is None and not args.model and not args.fast and pair:

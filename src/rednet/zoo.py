@@ -311,7 +311,7 @@ def export_run(
                 "jpeg": ["quality"],
                 "deblur": ["kernel", "sigma"]
                 + (["blur_sigma"] if config.kernel == "gaussian-family" else []),
-                "inpaint": ["mask", "mask_input"],
+                "inpaint": ["mask", "mask_input"] + (["output"] if config.output != "image" else []),
             }[config.tasks[0]]
         },
         "training_data": {"folders": config.data, "images": meta.get("images")},
