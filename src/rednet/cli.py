@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "mask-aware --model fills, instead of the true mask",
     )
     p.add_argument(
-        "--damage-threshold", type=float, default=0.5, help="with --detector: damaged above this probability"
+        "--damage-threshold", type=float, default=0.6, help="with --detector: damaged above this probability"
     )
     p.add_argument(
         "--damage-grow", type=int, default=0, help="with --detector: also fill this many pixels around"
@@ -845,7 +845,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             mask = None if args.mask is None else io.read_mask(args.mask, size=x.shape[-2:])
             options = {"tile": args.tile or "auto", "ensemble": args.ensemble, "bf16": bf16}
             if detector is not None:
-                mask = find_damage(detector, x, **options)
+                mask = find_damage(detector, x, tile=options["tile"], bf16=bf16)
             y = restore(model, x, mask=mask, **options)
             out = args.output if single else args.output / path.name
             written = io.write_image(

@@ -94,7 +94,7 @@ class EvalConfig:
     balance: float | None = None
     iterations: int | None = None
     detector: str | None = None
-    damage_threshold: float = 0.5
+    damage_threshold: float = 0.6
     damage_grow: int = 0
 
     def __post_init__(self) -> None:
@@ -263,7 +263,6 @@ def rednet_method(config: EvalConfig) -> Method:
                 c.degraded,
                 threshold=config.damage_threshold,
                 grow=config.damage_grow,
-                ensemble=config.ensemble,
                 bf16=config.bf16,
             )
         return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16, mask=mask)

@@ -386,7 +386,8 @@ class Service:
                 alpha = None if alpha is None else degrade.imresize(alpha, scale).clamp(0, 1)
             start = time.perf_counter()
             options = {"tile": self.settings.tile, "ensemble": job.ensemble, "bf16": self.bf16}
-            mask = find_damage(self.model(pair[0]), x, **options) if pair else None
+            detector = self.model(pair[0]) if pair else None
+            mask = find_damage(detector, x, tile=self.settings.tile, bf16=self.bf16) if detector else None
             y = restore(model, x, mask=mask, on_tile=on_tile, **options)
             job.timings_ms["restore"] = _ms(start)
             start = time.perf_counter()
