@@ -73,6 +73,8 @@ WEIGHTS: dict[str, ModelEntry] = {
     # Inpainting, RGB: blind (finds overlaid text and scratches itself), and told the damage by a mask.
     "inpaint": ModelEntry("inpaint.safetensors", task="inpaint", channels=3),
     "inpaint-mask": ModelEntry("inpaint-mask.safetensors", task="inpaint", channels=3, variant="mask"),
+    # Blind inpainting in two steps: this damage model (a RED20) finds the damage, inpaint-mask fills it.
+    "inpaint-detect": ModelEntry("inpaint-detect.safetensors", task="inpaint", channels=3, variant="detect"),
 }
 """The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
