@@ -374,9 +374,12 @@ class Service:
         try:
             start = time.perf_counter()
             pair = zoo.detect_and_fill() if job.task == "inpaint" and not job.model else None
-            name = job.model or zoo.default_model(job.task, x.shape[1], fast=job.fast, variant=None)
-            if pair:  # blind inpainting in two steps: the damage model finds the mask, the other fills it
-                name = pair[1]
+            # blind inpainting in two steps: the damage model finds the mask, the other fills it
+            name = (
+                pair[1]
+                if pair
+                else job.model or zoo.default_model(job.task, x.shape[1], fast=job.fast, variant=None)
+            )
             model, job.model = self.model(name), " + ".join(pair) if pair else name
             job.timings_ms["load"] = _ms(start)
             alpha = info.alpha
