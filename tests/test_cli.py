@@ -315,3 +315,90 @@ def test_blind_inpainting_finds_the_damage_then_fills_it_unless_a_model_is_named
     assert main([*argv, "-o", str(tmp_path / "x.png"), "--model", detector]) == 1
     assert "finds damage, it does not restore" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_blind_inpainting_saves_the_mask_it_found_and_takes_it_back(photo, tmp_path, capsys):
+    """The mask workflow: the found damage is written where --mask reads it, covers the overlaid text, and
+    given back with --mask it gives the same restoration."""
+    text, truth = tmp_path / "text.png", tmp_path / "truth.png"
+    assert (
+        main(
+            [
+                "degrade",
+                "--task",
+                "inpaint",
+                "--mask",
+                "text",
+                str(photo),
+                "-o",
+                str(text),
+                "--save-mask",
+                str(truth),
+            ]
+        )
+        == 0
+    )
+    found, blind, given = tmp_path / "found.png", tmp_path / "blind.png", tmp_path / "given.png"
+    assert main(["restore", "--task", "inpaint", str(text), "-o", str(blind), "--save-mask", str(found)]) == 0
+    damaged = np.asarray(Image.open(found)) > 127
+    true_damage = np.asarray(Image.open(truth).convert("L")) > 127
+    assert damaged.shape == true_damage.shape
+    assert (damaged & true_damage).sum() > 0.8 * true_damage.sum()  # the text is found ...
+    assert (damaged & ~true_damage).sum() < 0.5 * true_damage.sum()  # ... and not much else
+    assert main(["restore", "--task", "inpaint", str(text), "-o", str(given), "--mask", str(found)]) == 0
+    assert np.array_equal(np.asarray(Image.open(given)), np.asarray(Image.open(blind)))
+    # several inputs: one NAME-mask.png per input in a folder, beside the outputs if asked
+    assert (
+        main(
+            [
+                "restore",
+                "--task",
+                "inpaint",
+                str(text),
+                str(photo),
+                "-o",
+                str(tmp_path / "out"),
+                "--save-mask",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "photo-mask.png",
+        "photo.png",
+        "text-mask.png",
+        "text.png",
+    ]
+    capsys.readouterr()
+
+
+def test_save_mask_is_only_for_blind_inpainting(photo, tmp_path, capsys):
+    out, found = tmp_path / "out.png", tmp_path / "found.png"
+    for flags in (
+        ["--task", "denoise"],
+        ["--task", "inpaint", "--mask", str(photo)],
+        ["--task", "inpaint", "--model", "inpaint"],
+    ):
+        assert main(["restore", *flags, str(photo), "-o", str(out), "--save-mask", str(found)]) == 1
+        assert "--save-mask writes the damage that blind inpainting finds" in capsys.readouterr().err
+    other = tmp_path / "other.png"
+    Image.open(photo).save(other)
+    assert (
+        main(
+            [
+                "restore",
+                "--task",
+                "inpaint",
+                str(photo),
+                str(other),
+                "-o",
+                str(tmp_path / "o"),
+                "--save-mask",
+                str(found),
+            ]
+        )
+        == 1
+    )
+    assert f"--save-mask {found}: several inputs need a folder, not a file name" in capsys.readouterr().err
+    assert not out.exists() and not found.exists()

@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output file (one input) or folder (outputs keep the input's name and format)",
     )
+    p.add_argument(
+        "--save-mask",
+        type=Path,
+        metavar="MASK",
+        help="blind inpainting: also write the damage found (white = damaged), to check, correct and give "
+        "back with --mask: a PNG file for one input, else a folder (NAME-mask.png)",
+    )
     p.add_argument("--model", help="shipped model name (rednet models); default: the task's model")
     p.add_argument("--weights", type=Path, help="weights file (.safetensors) from rednet export")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
@@ -812,12 +819,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise ValueError("--mask is for --task inpaint")
     if args.kernel is not None and args.task != "deblur":
         raise ValueError("--kernel is for --task deblur")
+    blind = args.task == "inpaint" and args.mask is None and not (args.model or args.weights or args.fast)
+    if args.save_mask is not None and not blind:
+        raise ValueError(
+            "--save-mask writes the damage that blind inpainting finds: --task inpaint without --mask, "
+            "--model, --weights or --fast"
+        )
     files = _expand_inputs(args.inputs)
     if args.mask is not None:
         io.read_mask(args.mask)  # a bad mask stops here, before any work
     single = len(files) == 1 and io.is_image_file(args.output) and not args.output.is_dir()
-    if len(files) > 1 and io.is_image_file(args.output):
-        raise ValueError(f"{args.output}: several inputs need an output folder, not a file name")
+    one_mask = len(files) == 1 and io.is_image_file(args.save_mask or "") and not args.save_mask.is_dir()
+    for flag, path in (("", args.output), ("--save-mask ", args.save_mask)):
+        if path is not None and len(files) > 1 and io.is_image_file(path):
+            raise ValueError(f"{flag}{path}: several inputs need a folder, not a file name")
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     want_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = (
@@ -844,10 +859,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
             model, detector = models[channels]
             mask = None if args.mask is None else io.read_mask(args.mask, size=x.shape[-2:])
             options = {"tile": args.tile or "auto", "ensemble": args.ensemble, "bf16": bf16}
+            out = args.output if single else args.output / path.name
             if detector is not None:
                 mask = find_damage(detector, x, tile=options["tile"], bf16=bf16)
+                if args.save_mask is not None:
+                    found = args.save_mask if one_mask else args.save_mask / f"{path.stem}-mask.png"
+                    written_mask = io.write_image(
+                        found, 1 - mask, overwrite=args.overwrite, protect=[*files, out]
+                    )
+                    record["mask"] = str(written_mask)
             y = restore(model, x, mask=mask, **options)
-            out = args.output if single else args.output / path.name
             written = io.write_image(
                 out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
             )
