@@ -321,23 +321,8 @@ def test_blind_inpainting_saves_the_mask_it_found_and_takes_it_back(photo, tmp_p
     """The mask workflow: the found damage is written where --mask reads it, covers the overlaid text, and
     given back with --mask it gives the same restoration."""
     text, truth = tmp_path / "text.png", tmp_path / "truth.png"
-    assert (
-        main(
-            [
-                "degrade",
-                "--task",
-                "inpaint",
-                "--mask",
-                "text",
-                str(photo),
-                "-o",
-                str(text),
-                "--save-mask",
-                str(truth),
-            ]
-        )
-        == 0
-    )
+    degrade = ["degrade", "--task", "inpaint", "--mask", "text", str(photo), "-o", str(text)]
+    assert main([*degrade, "--save-mask", str(truth)]) == 0
     found, blind, given = tmp_path / "found.png", tmp_path / "blind.png", tmp_path / "given.png"
     assert main(["restore", "--task", "inpaint", str(text), "-o", str(blind), "--save-mask", str(found)]) == 0
     damaged = np.asarray(Image.open(found)) > 127
