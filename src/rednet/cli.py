@@ -775,6 +775,11 @@ def _bf16_default(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def _blind_inpainting(args: argparse.Namespace) -> bool:
+    """Whether ``restore`` inpaints without being told where the damage is (and so finds it first)."""
+    return args.task == "inpaint" and args.mask is None and not (args.model or args.weights or args.fast)
+
+
 def _restore_model(args: argparse.Namespace, channels: int, device: torch.device):
     """(model, detector): the model that restores, and for blind inpainting in two steps the damage model
     whose mask it fills (None otherwise)."""
@@ -789,7 +794,7 @@ def _restore_model(args: argparse.Namespace, channels: int, device: torch.device
         return model, None
     variant = {"deblur": args.kernel or "", "inpaint": "mask" if args.mask is not None else ""}
     detector, pair = None, zoo.detect_and_fill()
-    if args.task == "inpaint" and args.mask is None and not args.model and not args.fast and pair:
+    if _blind_inpainting(args) and pair:
         # Blind inpainting: the damage model finds the damage and the mask-aware model fills it.
         detector, variant["inpaint"] = zoo.load(pair[0], device=device), "mask"
     name = args.model or zoo.default_model(
@@ -819,8 +824,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise ValueError("--mask is for --task inpaint")
     if args.kernel is not None and args.task != "deblur":
         raise ValueError("--kernel is for --task deblur")
-    blind = args.task == "inpaint" and args.mask is None and not (args.model or args.weights or args.fast)
-    if args.save_mask is not None and not blind:
+    if args.save_mask is not None and not _blind_inpainting(args):
         raise ValueError(
             "--save-mask writes the damage that blind inpainting finds: --task inpaint without --mask, "
             "--model, --weights or --fast"
