@@ -387,3 +387,13 @@ def test_save_mask_is_only_for_blind_inpainting(photo, tmp_path, capsys):
     )
     assert f"--save-mask {found}: several inputs need a folder, not a file name" in capsys.readouterr().err
     assert not out.exists() and not found.exists()
+
+
+def test_save_mask_is_refused_without_the_damage_model(photo, tmp_path, capsys, monkeypatch):
+    from rednet import zoo
+
+    monkeypatch.setattr(zoo, "detect_and_fill", lambda: None)  # as if inpaint-detect were not installed
+    out, found = tmp_path / "out.png", tmp_path / "found.png"
+    assert main(["restore", "--task", "inpaint", str(photo), "-o", str(out), "--save-mask", str(found)]) == 1
+    assert "--save-mask needs the damage model" in capsys.readouterr().err
+    assert not out.exists() and not found.exists()

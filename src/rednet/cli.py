@@ -815,7 +815,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     import torch.distributed as dist
 
-    from rednet import degrade, io
+    from rednet import degrade, io, zoo
     from rednet.infer import find_damage, restore
 
     if args.task == "sr" and args.scale is None:
@@ -829,6 +829,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             "--save-mask writes the damage that blind inpainting finds: --task inpaint without --mask, "
             "--model, --weights or --fast"
         )
+    if args.save_mask is not None and zoo.detect_and_fill() is None:
+        raise ValueError("--save-mask needs the damage model (inpaint-detect), which is not installed")
     files = _expand_inputs(args.inputs)
     if args.mask is not None:
         io.read_mask(args.mask)  # a bad mask stops here, before any work
