@@ -408,9 +408,38 @@ def test_find_damage_thresholds_the_damage_model_and_grows_the_mask():
 
     x = torch.zeros(1, 3, 9, 11)
     x[0, 0, 4, 5] = 1.0
-    known = find_damage(_spot_detector(), x, grow=0)
+    known = find_damage(_spot_detector(), x, grow=0, tolerance=None)
     assert known.shape == (1, 1, 9, 11) and float(known.sum()) == 9 * 11 - 1 and known[0, 0, 4, 5] == 0
-    grown = find_damage(_spot_detector(), x, grow=1)
+    grown = find_damage(_spot_detector(), x, grow=1, tolerance=None)
     assert float(grown.sum()) == 9 * 11 - 9 and float(grown[0, 0, 3:6, 4:7].sum()) == 0
     with pytest.raises(ValueError, match="needs a damage model"):
         find_damage(REDNet(RED10), x)
+
+
+def test_flat_colour_keeps_one_colour_strokes_and_drops_texture():
+    from rednet.infer import flat_colour
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 40, 60, generator=g)  # texture: neighbours differ by far more than 8 levels
+    damaged = torch.zeros(1, 1, 40, 60)
+    damaged[..., 5:25, 5:25] = 1  # a damage model's false alarm on the texture
+    x[..., 30:33, 10:50] = 1.0  # a white scratch, 3 px wide, ends included
+    x[..., 30:33, 10:50] -= torch.randint(0, 4, (1, 1, 3, 40), generator=g) / 255  # re-encoding jitter
+    damaged[..., 30:33, 10:50] = 1
+    damaged[..., 20, 55] = 1  # an isolated speck of the texture
+    kept = flat_colour(damaged, x, 8 / 255)
+    assert torch.equal(kept[..., 30:33, 10:50], torch.ones(1, 1, 3, 40))  # the whole scratch
+    assert float(kept[..., 5:25, 5:25].mean()) < 0.05 and kept[..., 20, 55] == 0
+    assert float(kept.sum()) == float((kept * damaged).sum())  # never adds damage
+    exact = flat_colour(damaged, x, 0.5 / 255)  # a tolerance under the jitter loses most of the scratch
+    assert float(exact[..., 30:33, 10:50].mean()) < 0.9
+
+
+def test_find_damage_filters_by_colour_by_default():
+    from rednet.infer import find_damage
+
+    x = torch.zeros(1, 3, 9, 11)
+    x[0, 0, 4, 5] = 1.0  # one isolated pixel: not a stroke
+    assert float(find_damage(_spot_detector(), x).sum()) == 9 * 11
+    x[0, :, 2:7, 5] = 1.0  # a white stroke 5 px long
+    assert float(find_damage(_spot_detector(), x).sum()) == 9 * 11 - 5

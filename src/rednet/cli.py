@@ -209,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--damage-grow", type=int, default=0, help="with --detector: also fill this many pixels around"
     )
+    p.add_argument(
+        "--damage-tolerance",
+        type=lambda v: None if v == "off" else float(v),
+        default=8.0,
+        help="with --detector: keep only found damage painted in one colour, to this many 8-bit levels "
+        "('off': keep all)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=cmd_eval)
 
@@ -943,6 +950,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         detector=args.detector,
         damage_threshold=args.damage_threshold,
         damage_grow=args.damage_grow,
+        damage_tolerance=args.damage_tolerance,
     )
     result = evaluate(config, progress=not args.json and sys.stderr.isatty())
     for bad in result["failed"]:

@@ -71,7 +71,9 @@ class EvalConfig:
         iterations: method "richardson-lucy": its number of iterations (None = 30).
         detector: method "rednet", task "inpaint": a damage model (e.g. "inpaint-detect") whose mask the
             mask-aware ``model`` fills, instead of the true mask: blind inpainting in two steps.
-        damage_threshold, damage_grow: with ``detector``: see :func:`rednet.infer.find_damage`.
+        damage_threshold, damage_grow, damage_tolerance: with ``detector``: see
+            :func:`rednet.infer.find_damage` (``damage_tolerance`` in 8-bit levels; None = no colour
+            filter).
     """
 
     task: Task
@@ -96,6 +98,7 @@ class EvalConfig:
     detector: str | None = None
     damage_threshold: float = 0.6
     damage_grow: int = 0
+    damage_tolerance: float | None = 8.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -263,6 +266,7 @@ def rednet_method(config: EvalConfig) -> Method:
                 c.degraded,
                 threshold=config.damage_threshold,
                 grow=config.damage_grow,
+                tolerance=None if config.damage_tolerance is None else config.damage_tolerance / 255,
                 bf16=config.bf16,
             )
         return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16, mask=mask)

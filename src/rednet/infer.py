@@ -30,6 +30,7 @@ __all__ = [
     "DIHEDRAL",
     "auto_tile",
     "find_damage",
+    "flat_colour",
     "margin_for",
     "restore",
     "reuse_freed_memory",
@@ -281,12 +282,53 @@ def restore(
     return out.float().clamp_(0, 1).to(x.device)
 
 
+def flat_colour(
+    damaged: Tensor, x: Tensor, tolerance: float, *, neighbours: int = 2, reach: int = 3
+) -> Tensor:
+    """Keep the found damage painted in one colour: overlaid text and scratches are flat, texture is not.
+
+    Two neighbouring pixels (8-connected) *match* where both are damaged and differ by at most
+    ``tolerance`` in every channel. A damaged pixel is kept where it matches at least ``neighbours`` of its
+    8 neighbours (the inside of a stroke), then, ``reach`` times, where it matches a kept pixel (the ends
+    and corners of strokes). The rest, the specks a damage model finds in fur, foliage or grain, becomes
+    known.
+
+    Args:
+        damaged: (N, 1, H, W) float32, 1 = damaged.
+        x: (N, C, H, W) float32 in [0, 1], the damaged image.
+        tolerance: the largest colour difference inside one stroke, on the [0, 1] scale (8/255 keeps
+            the strokes of a JPEG saved at quality 90 or more).
+        neighbours: matching neighbours a pixel needs to be kept at first, 1-8.
+        reach: how many pixels the kept strokes then extend along matching pixels.
+
+    Returns:
+        (N, 1, H, W) float32, 1 = damaged, a subset of ``damaged``.
+    """
+    h, w = x.shape[-2:]
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    shifts = [(dy, dx) for dy in (0, 1, 2) for dx in (0, 1, 2) if (dy, dx) != (1, 1)]
+    dp = torch.nn.functional.pad(damaged, (1, 1, 1, 1))
+    match = [  # (N, 1, H, W) per neighbour: both damaged, same colour
+        damaged
+        * dp[..., dy : dy + h, dx : dx + w]
+        * ((xp[..., dy : dy + h, dx : dx + w] - x).abs().amax(dim=1, keepdim=True) <= tolerance)
+        for dy, dx in shifts
+    ]
+    kept = (sum(match) >= neighbours).float()
+    for _ in range(reach):
+        kp = torch.nn.functional.pad(kept, (1, 1, 1, 1))
+        for m, (dy, dx) in zip(match, shifts, strict=True):
+            kept = torch.maximum(kept, m * kp[..., dy : dy + h, dx : dx + w])
+    return kept
+
+
 def find_damage(
     detector: REDNet,
     x: Tensor,
     *,
     threshold: float = 0.6,
     grow: int = 0,
+    tolerance: float | None = 8 / 255,
     ensemble: bool = True,
     **options: object,
 ) -> Tensor:
@@ -298,6 +340,8 @@ def find_damage(
         x: (N, C, H, W) float32 in [0, 1].
         threshold: a pixel is damaged where the probability is above this (0.6: the best of 0.5, 0.6 and
             0.7 on the validation images, docs/training.md).
+        tolerance: keep only damage painted in one colour, to this tolerance on the [0, 1] scale
+            (:func:`flat_colour`), before growing; None keeps every pixel above the threshold.
         grow: also mark the pixels within this many pixels of a damaged one (the soft edges of text).
         ensemble: average the probabilities over the 8 flips/rotations (the default: fewer false alarms,
             and the damage model is small, so the 8 passes cost about one pass of a RED30 width 64).
@@ -312,6 +356,8 @@ def find_damage(
         )
     probability = restore(detector, x, ensemble=ensemble, **options)  # type: ignore[arg-type]
     damaged = (probability > threshold).float()
+    if tolerance is not None:
+        damaged = flat_colour(damaged, x.to(damaged.device, torch.float32), tolerance)
     if grow > 0:
         damaged = torch.nn.functional.max_pool2d(damaged, 2 * grow + 1, stride=1, padding=grow)
     return 1 - damaged
