@@ -408,9 +408,9 @@ def test_find_damage_thresholds_the_damage_model_and_grows_the_mask():
 
     x = torch.zeros(1, 3, 9, 11)
     x[0, 0, 4, 5] = 1.0
-    known = find_damage(_spot_detector(), x, grow=0, tolerance=None)
+    known = find_damage(_spot_detector(), x, grow=0)
     assert known.shape == (1, 1, 9, 11) and float(known.sum()) == 9 * 11 - 1 and known[0, 0, 4, 5] == 0
-    grown = find_damage(_spot_detector(), x, grow=1, tolerance=None)
+    grown = find_damage(_spot_detector(), x, grow=1)
     assert float(grown.sum()) == 9 * 11 - 9 and float(grown[0, 0, 3:6, 4:7].sum()) == 0
     with pytest.raises(ValueError, match="needs a damage model"):
         find_damage(REDNet(RED10), x)
@@ -435,11 +435,12 @@ def test_flat_colour_keeps_one_colour_strokes_and_drops_texture():
     assert float(exact[..., 30:33, 10:50].mean()) < 0.9
 
 
-def test_find_damage_filters_by_colour_by_default():
+def test_find_damage_filters_by_colour_when_given_a_tolerance():
     from rednet.infer import find_damage
 
     x = torch.zeros(1, 3, 9, 11)
     x[0, 0, 4, 5] = 1.0  # one isolated pixel: not a stroke
-    assert float(find_damage(_spot_detector(), x).sum()) == 9 * 11
+    assert float(find_damage(_spot_detector(), x, tolerance=8 / 255).sum()) == 9 * 11
+    assert float(find_damage(_spot_detector(), x).sum()) == 9 * 11 - 1  # no filter by default
     x[0, :, 2:7, 5] = 1.0  # a white stroke 5 px long
-    assert float(find_damage(_spot_detector(), x).sum()) == 9 * 11 - 5
+    assert float(find_damage(_spot_detector(), x, tolerance=8 / 255).sum()) == 9 * 11 - 5

@@ -211,10 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--damage-tolerance",
-        type=lambda v: None if v == "off" else float(v),
-        default=8.0,
-        help="with --detector: keep only found damage painted in one colour, to this many 8-bit levels "
-        "('off': keep all)",
+        type=float,
+        help="with --detector: keep only found damage painted in one colour, to this many 8-bit levels",
+    )
+    p.add_argument(
+        "--damage-ensemble",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --detector: average the damage model over the 8 flips/rotations",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=cmd_eval)
@@ -951,6 +955,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         damage_threshold=args.damage_threshold,
         damage_grow=args.damage_grow,
         damage_tolerance=args.damage_tolerance,
+        damage_ensemble=args.damage_ensemble,
     )
     result = evaluate(config, progress=not args.json and sys.stderr.isatty())
     for bad in result["failed"]:

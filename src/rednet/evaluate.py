@@ -74,6 +74,7 @@ class EvalConfig:
         damage_threshold, damage_grow, damage_tolerance: with ``detector``: see
             :func:`rednet.infer.find_damage` (``damage_tolerance`` in 8-bit levels; None = no colour
             filter).
+        damage_ensemble: with ``detector``: average its probabilities over the 8 flips/rotations.
     """
 
     task: Task
@@ -98,7 +99,8 @@ class EvalConfig:
     detector: str | None = None
     damage_threshold: float = 0.6
     damage_grow: int = 0
-    damage_tolerance: float | None = 8.0
+    damage_tolerance: float | None = None
+    damage_ensemble: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -267,6 +269,7 @@ def rednet_method(config: EvalConfig) -> Method:
                 threshold=config.damage_threshold,
                 grow=config.damage_grow,
                 tolerance=None if config.damage_tolerance is None else config.damage_tolerance / 255,
+                ensemble=config.damage_ensemble,
                 bf16=config.bf16,
             )
         return restore(model, c.degraded, ensemble=config.ensemble, bf16=config.bf16, mask=mask)

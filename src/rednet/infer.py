@@ -328,7 +328,7 @@ def find_damage(
     *,
     threshold: float = 0.6,
     grow: int = 0,
-    tolerance: float | None = 8 / 255,
+    tolerance: float | None = None,
     ensemble: bool = True,
     **options: object,
 ) -> Tensor:
@@ -340,8 +340,9 @@ def find_damage(
         x: (N, C, H, W) float32 in [0, 1].
         threshold: a pixel is damaged where the probability is above this (0.6: the best of 0.5, 0.6 and
             0.7 on the validation images, docs/training.md).
-        tolerance: keep only damage painted in one colour, to this tolerance on the [0, 1] scale
-            (:func:`flat_colour`), before growing; None keeps every pixel above the threshold.
+        tolerance: if given, keep only damage painted in one colour, to this tolerance on the [0, 1]
+            scale (:func:`flat_colour`), before growing. Off by default: on the validation images it
+            dropped more false alarms than text but cost more than it gained (docs/training.md).
         grow: also mark the pixels within this many pixels of a damaged one (the soft edges of text).
         ensemble: average the probabilities over the 8 flips/rotations (the default: fewer false alarms,
             and the damage model is small, so the 8 passes cost about one pass of a RED30 width 64).
