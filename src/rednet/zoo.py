@@ -344,7 +344,8 @@ def export_run(
                 "patch_size",
                 "seed",
             )
-        },
+        }
+        | ({"loss": "weighted binary cross-entropy"} if config.output == "damage" else {}),
         "validation": {
             "set": config.val_set,
             "level": config.val_level,
