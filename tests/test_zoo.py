@@ -245,7 +245,16 @@ def test_card_summary_names_a_warm_start_from_another_task_instead_of_adding_it_
     }
     summary = card_summary(card)
     assert "300 steps, 4800 patches of train/T91, from denoise-gray's weights (1300 steps in all)" in summary
-    card["lineage"][0]["command"] = "rednet train --task sr --scale 2"
+    # A second cycle of the same task adds its first cycle in, still naming the other task's start.
+    first_sr = {
+        "name": "sr",
+        "command": "rednet train --task sr --scale 2,3,4",
+        "steps": 200,
+        "patches_seen": 3200,
+    }
+    card["lineage"].append(first_sr)
+    assert "500 steps, 8000 patches of train/T91, from denoise-gray's weights" in card_summary(card)
+    card["lineage"] = [dict(card["lineage"][0], command="rednet train --task sr --scale 2")]
     assert "; 1300 steps, 20800 patches of train/T91; validation 30.00 dB" in card_summary(card)
 
 

@@ -154,10 +154,19 @@ def card_summary(card: dict[str, Any]) -> str:
     best = val.get("best_psnr") or float("nan")
     folders = card.get("training_data", {}).get("folders", "?")
     # Runs of another task it was warm-started from (e.g. sr from denoise-gray) are named, not summed in.
-    other = [r for r in card.get("lineage", []) if f"--task {card.get('task')} " not in r["command"] + " "]
+    # Its own task's runs since then (e.g. a second sr cycle from the first sr weights) are added up.
+    lineage = card.get("lineage", [])
+    same = [f"--task {card.get('task')} " in r["command"] + " " for r in lineage]
+    other = [r for r, s in zip(lineage, same, strict=True) if not s]
     if other:
+        last = max(i for i, s in enumerate(same) if not s)
+        own = [card, *lineage[last + 1 :]]
+        try:
+            steps, patches = sum(r["steps"] for r in own), sum(r["patches_seen"] for r in own)
+        except (KeyError, TypeError):
+            steps, patches = card.get("steps", "?"), card.get("patches_seen", "?")
         training = (
-            f"{card.get('steps', '?')} steps, {card.get('patches_seen', '?')} patches of {folders}, "
+            f"{steps} steps, {patches} patches of {folders}, "
             f"from {other[-1]['name']}'s weights ({total.get('steps', '?')} steps in all)"
         )
     else:
