@@ -156,10 +156,9 @@ def card_summary(card: dict[str, Any]) -> str:
     # Runs of another task it was warm-started from (e.g. sr from denoise-gray) are named, not summed in.
     # Its own task's runs since then (e.g. a second sr cycle from the first sr weights) are added up.
     lineage = card.get("lineage", [])
-    same = [f"--task {card.get('task')} " in r["command"] + " " for r in lineage]
-    other = [r for r, s in zip(lineage, same, strict=True) if not s]
+    other = [i for i, r in enumerate(lineage) if f"--task {card.get('task')} " not in r["command"] + " "]
     if other:
-        last = max(i for i, s in enumerate(same) if not s)
+        last = other[-1]
         own = [card, *lineage[last + 1 :]]
         try:
             steps, patches = sum(r["steps"] for r in own), sum(r["patches_seen"] for r in own)
@@ -167,7 +166,7 @@ def card_summary(card: dict[str, Any]) -> str:
             steps, patches = card.get("steps", "?"), card.get("patches_seen", "?")
         training = (
             f"{steps} steps, {patches} patches of {folders}, "
-            f"from {other[-1]['name']}'s weights ({total.get('steps', '?')} steps in all)"
+            f"from {lineage[last]['name']}'s weights ({total.get('steps', '?')} steps in all)"
         )
     else:
         training = (
