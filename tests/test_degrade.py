@@ -530,3 +530,34 @@ def test_training_damage_mixes_coloured_text_and_scratches_and_changes_only_mask
     assert torch.equal(again[0], y)
     gray, gray_mask = degrade.scratches_and_text(x[:, :1], generator=np.random.default_rng(0))
     assert gray.shape == (4, 1, 64, 64) and gray_mask.shape == (4, 1, 64, 64)
+
+
+def test_content_text_is_soft_noisy_8_bit_text_that_belongs_to_the_image():
+    x = torch.zeros(2, 3, 96, 128)  # black: the level stretch leaves it as it is, so only text changes it
+    y = degrade.content_text(x, generator=np.random.default_rng(0), n_strings=(2, 2))
+    assert y.shape == x.shape and torch.all((y >= 0) & (y <= 1))
+    assert torch.equal(y, torch.round(y * 255) / 255)  # 8-bit levels
+    for i in range(2):
+        changed = (y[i] != x[i]).any(dim=0)
+        assert 0.005 < changed.float().mean() < 0.6
+        values = y[i][:, changed]
+        # Unlike overlaid damage, no single exact colour: antialiased edges and noise give many levels.
+        assert torch.unique(values[0]).numel() > 20
+    again = degrade.content_text(x, generator=np.random.default_rng(0), n_strings=(2, 2))
+    assert torch.equal(again, y)
+    assert not torch.equal(degrade.content_text(x, generator=np.random.default_rng(1)), y)
+    # Some images get shadows or highlights clipped: flat 0 or 1 areas a ramp did not have.
+    ramp = torch.linspace(0, 1, 128).expand(8, 3, 96, 128)
+    stretched = degrade.content_text(ramp, generator=np.random.default_rng(0), n_strings=(0, 0))
+    flat = ((stretched == 0) | (stretched == 1)).flatten(1).float().mean(dim=1)
+    assert (flat > 0.02).any() and (flat < 0.02).any()
+
+
+def test_text_over_content_text_marks_only_the_overlay_as_damage():
+    x = _skimage_image("astronaut")[..., ::4, ::4]
+    clean, degraded, mask = degrade.text_over_content_text(x, generator=np.random.default_rng(3))
+    assert not torch.equal(clean, x)  # the image's own text is in the ground truth
+    kept = mask.expand_as(clean) == 1
+    assert torch.equal(degraded[kept], clean[kept])
+    covered = degraded.permute(1, 0, 2, 3)[:, mask[:, 0] == 0]
+    assert covered.numel() > 0 and torch.all((covered == 0) | (covered == 1))

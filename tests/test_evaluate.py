@@ -139,3 +139,15 @@ def test_a_detector_is_only_for_the_rednet_method_on_inpainting():
         EvalConfig(task="inpaint", dataset="Set14", method="telea", mask="text", detector="inpaint-detect")
     with pytest.raises(ValueError, match="--detector is for"):
         EvalConfig(task="denoise", dataset="Set14", method="rednet", sigma=25, model="m", detector="d")
+
+
+def test_decoys_score_against_the_image_with_its_own_text():
+    from rednet.evaluate import corrupt
+
+    clean = torch.from_numpy(data.astronaut()[::4, ::4]).permute(2, 0, 1)[None].float() / 255
+    c = corrupt(clean, EvalConfig(task="inpaint", dataset=".", mask="decoys"), seed=0)
+    assert not torch.equal(c.clean, clean) and c.mask is not None
+    kept = c.mask.expand_as(c.clean) == 1
+    assert torch.equal(c.degraded[kept], c.clean[kept]) and (c.mask == 0).any()
+    plain = corrupt(clean, EvalConfig(task="inpaint", dataset=".", mask="text"), seed=0)
+    assert torch.equal(plain.clean, clean)

@@ -485,3 +485,14 @@ def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_find
     assert model.config.output == "damage" and card["architecture"]["output"] == "damage"
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_psnr" in r] == [2] and records[-1]["val_psnr"] > 5
+
+
+def test_decoy_patches_keep_the_images_own_text_in_the_target_and_mark_only_the_overlay(images):
+    config = tiny(images, task="inpaint", mask="text+decoys", output="damage", channel="rgb")
+    assert [c.kernel_or_mask for c in config.corruptions()] == ["text", "decoys"]
+    decoys = config.corruptions()[1]
+    region = load_training_images([images], "rgb")[0][None, :, :64, :64].float() / 255
+    clean, degraded = decoys.apply(region, np.random.default_rng(0))
+    assert not torch.equal(clean, region)  # text of its own, which is not damage
+    kept = degraded[:, 3:] == 1
+    assert torch.equal(degraded[:, :3] * kept, clean * kept)

@@ -49,7 +49,11 @@ def _add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> 
             help="inpaint: black-and-white image, white where the damage is (uses the mask-aware model)",
         )
     else:
-        p.add_argument("--mask", help="inpainting corruption: 'text' or a pixel-loss rate such as 0.5")
+        p.add_argument(
+            "--mask",
+            help="inpainting corruption: 'text', 'decoys' (text over an image given text of its own) or a "
+            "pixel-loss rate such as 0.5",
+        )
 
 
 REPORT_DEFAULTS: dict[str, dict[str, str]] = {
@@ -729,7 +733,7 @@ def _eval_config(args: argparse.Namespace, **extra):
 
 def cmd_degrade(args: argparse.Namespace) -> int:
     from rednet import degrade, io
-    from rednet.evaluate import kernel_by_name, parse_mask
+    from rednet.evaluate import inpaint_damage, kernel_by_name
 
     _eval_config(args, dataset=".")  # validates the task's level flags
     x, info = io.read_image(args.input)
@@ -747,11 +751,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     elif args.task == "deblur":
         y = degrade.blur(x, kernel_by_name(args.kernel), sigma=args.sigma or 0.0, generator=rng)
     else:
-        rate = parse_mask(args.mask)
-        if rate is None:
-            y, mask = degrade.text_overlay(x, generator=rng)
-        else:
-            y, mask = degrade.drop_pixels(x, rate, generator=rng)
+        _, y, mask = inpaint_damage(x, args.mask, rng)
     info = dataclasses.replace(info, alpha=None if alpha is None else alpha.clamp(0, 1))
     out = io.write_image(args.output, y.clamp(0, 1), info, overwrite=args.overwrite, protect=[args.input])
     if mask is not None and args.save_mask is not None:

@@ -180,7 +180,9 @@ class Corruption:
             pixel-loss rate (inpaint "rate").
         kernel_or_mask: deblur kernel: "gaussian", "disk" or "gaussian-family" (a Gaussian 25 x 25 whose
             sigma is drawn from ``blur_sigma``); inpaint damage: "text" (the test's white/black text),
-            "strokes" (text and scratches in random colours) or "rate" (random pixel loss).
+            "strokes" (text and scratches in random colours), "decoys" (the test's text over an image
+            given text and clipped areas of its own, which belong to the clean image) or "rate" (random
+            pixel loss).
         blur_sigma: the range of the "gaussian-family" kernel's sigma, in pixels.
         with_mask: append the mask (1 = kept) to the degraded patch as one more channel (inpaint).
     """
@@ -215,6 +217,8 @@ class Corruption:
             return region, degrade.blur(region, kernel, sigma=self.levels.draw(rng), generator=rng)
         if self.kernel_or_mask == "text":
             degraded, mask = degrade.text_overlay(region, generator=rng)
+        elif self.kernel_or_mask == "decoys":
+            region, degraded, mask = degrade.text_over_content_text(region, generator=rng)
         elif self.kernel_or_mask == "strokes":
             degraded, mask = degrade.scratches_and_text(region, generator=rng)
         else:

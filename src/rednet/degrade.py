@@ -578,12 +578,12 @@ _WORDS = tuple(_WORD_LIST.split())
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-@functools.lru_cache(maxsize=64)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans (bundled with matplotlib) at ``size`` pixels."""
-    import matplotlib  # lazily: only text_overlay needs it
+@functools.lru_cache(maxsize=512)
+def _font(size: int, name: str = "DejaVuSans.ttf") -> ImageFont.FreeTypeFont:
+    """A font bundled with matplotlib (default DejaVu Sans) at ``size`` pixels."""
+    import matplotlib  # lazily: only the text corruptions need it
 
-    path = f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans.ttf"
+    path = f"{matplotlib.get_data_path()}/fonts/ttf/{name}"
     return ImageFont.truetype(path, size)
 
 
@@ -596,20 +596,27 @@ def _random_string(rng: np.random.Generator) -> str:
     return "".join(_LETTERS[int(i)] for i in rng.integers(0, len(_LETTERS), size=k))
 
 
-def _render_string(rng: np.random.Generator, h: int, w: int, font_sizes: tuple[int, int]) -> np.ndarray:
-    """Binary (H, W) bool layer with one random string at a random position and size."""
-    size = int(rng.integers(font_sizes[0], font_sizes[1] + 1))
+def _draw_random_string(
+    rng: np.random.Generator, h: int, w: int, font: ImageFont.FreeTypeFont, *, antialias: bool
+) -> np.ndarray:
+    """(H, W) uint8 coverage (255 = glyph) of one random string at a random position, with or without
+    antialiasing."""
     text = _random_string(rng)
-    font = _font(size)
     left, top, right, bottom = font.getbbox(text)
     tw, th = right - left, bottom - top
     x0 = int(rng.integers(min(0, w - tw), max(0, w - tw) + 1)) - left
     y0 = int(rng.integers(min(0, h - th), max(0, h - th) + 1)) - top
     layer = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(layer)
-    draw.fontmode = "1"  # no antialiasing: every pixel is either text or not
+    draw.fontmode = "L" if antialias else "1"  # "1": every pixel is either text or not
     draw.text((x0, y0), text, fill=255, font=font)
-    return np.asarray(layer) > 0
+    return np.asarray(layer)
+
+
+def _render_string(rng: np.random.Generator, h: int, w: int, font_sizes: tuple[int, int]) -> np.ndarray:
+    """Binary (H, W) bool layer with one random string at a random position and size, in DejaVu Sans."""
+    size = int(rng.integers(font_sizes[0], font_sizes[1] + 1))
+    return _draw_random_string(rng, h, w, _font(size), antialias=False) > 0
 
 
 def text_overlay(
@@ -731,3 +738,88 @@ def scratches_and_text(
     mask = torch.from_numpy(~covered).to(torch.float32)[:, None].to(x.device)
     paint = torch.from_numpy(fill).to(x.device)
     return x.to(torch.float32) * mask + paint * (1 - mask), mask
+
+
+_CONTENT_FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSansMono.ttf",
+)
+
+
+def _render_soft_string(rng: np.random.Generator, h: int, w: int, font_sizes: tuple[int, int]) -> np.ndarray:
+    """Antialiased (H, W) float32 coverage in [0, 1] of one random string, in a random bundled font."""
+    size = int(rng.integers(font_sizes[0], font_sizes[1] + 1))
+    font = _font(size, _CONTENT_FONTS[int(rng.integers(len(_CONTENT_FONTS)))])
+    return _draw_random_string(rng, h, w, font, antialias=True).astype(np.float32) / 255
+
+
+def content_text(
+    x: Tensor,
+    *,
+    generator: RandomGenerator = None,
+    font_sizes: tuple[int, int] = (12, 60),
+    n_strings: tuple[int, int] = (1, 4),
+) -> Tensor:
+    """Paint text and clipped areas that belong to the image: what a damage model must leave alone.
+
+    Overlaid damage (:func:`text_overlay`, :func:`scratches_and_text`) is pixel-exact: one colour, hard
+    edges. Text that is part of a photo or a scanned page (a sign, a book cover) is not: its edges are
+    antialiased or blurred and its colour is noisy. Here each image gets ``n_strings`` strings (a number
+    drawn in that inclusive range) drawn antialiased in one of six DejaVu fonts bundled with matplotlib, at
+    sizes in ``font_sizes`` pixels, each near-black (0-15 on the 0-255 scale), near-white (240-255) or
+    a random colour, with Gaussian noise of sigma 0.5-3 (0-255 scale) on the painted pixels; half of
+    the images also get their shadows or highlights clipped to flat 0 or 1 areas (as in an over-exposed
+    photo), by a level stretch whose cut is drawn in [2 %, 20 %]. The result is rounded to 8 bits.
+
+    Args:
+        x: images, (N, C, H, W) float32 in [0, 1]; for C = 1 a colour becomes its mean.
+        generator: as in :func:`text_overlay`.
+        font_sizes: (min, max) font size in pixels, inclusive.
+        n_strings: (min, max) strings per image, inclusive.
+
+    Returns:
+        (N, C, H, W) float32 in [0, 1], multiples of 1/255: the new clean image.
+    """
+    _check_image(x)
+    rng = _numpy_rng(generator)
+    n, c, h, w = x.shape
+    out = x.detach().to(torch.float32).cpu().numpy().copy()
+    for i in range(n):
+        if rng.random() < 0.5:  # clipped shadows or highlights
+            cut = rng.uniform(0.02, 0.2)
+            if rng.random() < 0.5:
+                out[i] = np.clip((out[i] - cut) / (1 - cut), 0, 1)
+            else:
+                out[i] = np.clip(out[i] / (1 - cut), 0, 1)
+        for _ in range(int(rng.integers(n_strings[0], n_strings[1] + 1))):
+            alpha = _render_soft_string(rng, h, w, font_sizes)
+            low, high = ((0, 15 / 255), (240 / 255, 1), (0, 1))[int(rng.integers(3))]  # black, white, any
+            colour = rng.uniform(low, high, 3)
+            value = (colour if c == 3 else colour.mean(keepdims=True)).astype(np.float32)
+            painted = alpha > 0
+            noise = rng.normal(0, rng.uniform(0.5, 3) / 255, size=(c, int(painted.sum()))).astype(np.float32)
+            blended = out[i][:, painted] * (1 - alpha[painted]) + value[:, None] * alpha[painted]
+            out[i][:, painted] = np.clip(blended + noise, 0, 1)
+    return torch.from_numpy(np.round(out * 255) / 255).to(x.device)
+
+
+def text_over_content_text(x: Tensor, *, generator: RandomGenerator = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The test's white/black text (:func:`text_overlay`) over an image that has text of its own
+    (:func:`content_text`): a blind inpainter must remove the one and keep the other.
+
+    Args:
+        x: images, (N, C, H, W) float32 in [0, 1].
+        generator: as in :func:`text_overlay`.
+
+    Returns:
+        ``(clean, degraded, mask)``: the image with its own text (the ground truth), the same with the
+        overlay, both (N, C, H, W) float32; mask (N, 1, H, W) float32, 1 = kept, 0 = overlaid.
+    """
+    rng = _numpy_rng(generator)
+    clean = content_text(x, generator=rng)
+    degraded, mask = text_overlay(clean, generator=rng)
+    return clean, degraded, mask

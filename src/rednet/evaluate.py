@@ -143,13 +143,15 @@ class EvalConfig:
 
 
 def parse_mask(mask: str | None) -> float | None:
-    """ "text" -> None (text overlay); "0.5" -> 0.5 (pixel-loss rate in (0, 1))."""
-    if mask == "text":
+    """ "text" or "decoys" -> None (a text overlay); "0.5" -> 0.5 (pixel-loss rate in (0, 1))."""
+    if mask in ("text", "decoys"):
         return None
     try:
         rate = float(mask)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"mask must be 'text' or a pixel-loss rate in (0, 1), got {mask!r}") from None
+        raise ValueError(
+            f"mask must be 'text', 'decoys' or a pixel-loss rate in (0, 1), got {mask!r}"
+        ) from None
     if not 0 < rate < 1:
         raise ValueError(f"mask rate must be in (0, 1), got {rate}")
     return rate
@@ -201,12 +203,19 @@ def corrupt(clean: Tensor, config: EvalConfig, seed: int) -> Corrupted:
     if config.task == "deblur":
         kernel = kernel_by_name(str(config.kernel))
         return Corrupted(clean, degrade.blur(clean, kernel, sigma=float(config.sigma or 0), generator=rng))
-    rate = parse_mask(config.mask)
+    return Corrupted(*inpaint_damage(clean, str(config.mask), rng))
+
+
+def inpaint_damage(clean: Tensor, mask: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Damage one clean image (1, C, H, W) in [0, 1] as the inpainting ``mask`` setting says: "text"
+    (white/black text), "decoys" (that text over an image given text of its own, which becomes the ground
+    truth) or a pixel-loss rate such as "0.5". Returns (clean, degraded, mask), mask 1 = kept."""
+    if mask == "decoys":
+        return degrade.text_over_content_text(clean, generator=rng)
+    rate = parse_mask(mask)
     if rate is None:
-        degraded, mask = degrade.text_overlay(clean, generator=rng)
-    else:
-        degraded, mask = degrade.drop_pixels(clean, rate, generator=rng)
-    return Corrupted(clean, degraded, mask)
+        return clean, *degrade.text_overlay(clean, generator=rng)
+    return clean, *degrade.drop_pixels(clean, rate, generator=rng)
 
 
 Method = Callable[[Corrupted, EvalConfig], Tensor]

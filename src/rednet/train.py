@@ -59,7 +59,9 @@ class TrainConfig:
             25x25 Gaussian whose sigma is drawn from ``blur_sigma`` for each patch: a blind deblurrer).
         blur_sigma: the sigma range of the "gaussian-family" kernel, in pixels, e.g. "0.5-3".
         mask: inpainting damage: "text" (white/black text, as the test), "strokes" (text and scratches in
-            random colours), or pixel-loss rates as a range "0.3-0.8" or a list; several joined by "+"
+            random colours), "decoys" (the test's text over an image given antialiased text and clipped
+            areas of its own, which stay in the target: what a blind damage model must leave alone), or
+            pixel-loss rates as a range "0.3-0.8" or a list; several joined by "+"
             are mixed per patch, e.g. "strokes+0-0.8".
         mask_input: the model also takes the mask as a 4th input channel (inpaint only).
         output: "image" (a restoring model) or "damage" (inpaint only): the model learns where the damage is,
@@ -84,7 +86,8 @@ class TrainConfig:
         channels_last: use the channels-last memory format (faster on CPU with oneDNN, and with bf16).
         compile: ``torch.compile`` the model.
         val_set: benchmark name or folder for validation; "" = no validation.
-        val_level: the level validated at (e.g. 25 for denoise sigma, 3 for sr, 10 for jpeg, "text").
+        val_level: the level validated at (e.g. 25 for denoise sigma, 3 for sr, 10 for jpeg, "text" or
+            "decoys" for inpaint).
         val_limit: validate on the first N images only (0 = all).
         val_every: validate every N steps (and at the end).
         log_every: write a loss line every N steps.
@@ -172,7 +175,7 @@ class TrainConfig:
                 for kind in self.mask.split("+"):
                     kind = kind.strip()
                     with_mask = self.mask_input or self.output == "damage"  # an input, or the target
-                    if kind in ("text", "strokes"):
+                    if kind in ("text", "strokes", "decoys"):
                         out.append(Corruption(task, Levels(values=(0.0,)), kind, with_mask=with_mask))
                     else:
                         out.append(Corruption(task, Levels.parse(kind), "rate", with_mask=with_mask))
