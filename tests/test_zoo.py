@@ -275,3 +275,23 @@ def test_default_model_picks_by_task_channels_and_variant(monkeypatch):
     assert zoo.default_model("deblur", 3, variant=None) == "deblur-gaussian"  # no blind one: any
     with pytest.raises(ValueError, match=r"for an unknown blur yet: give --kernel gaussian or disk"):
         zoo.default_model("deblur", 3)
+
+
+def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text_alone():
+    from skimage import data
+
+    from rednet.degrade import text_over_content_text
+    from rednet.infer import find_damage
+
+    photo = torch.from_numpy(data.astronaut()[60:252, 120:312].copy()).permute(2, 0, 1)[None] / 255.0
+    clean, degraded, mask = text_over_content_text(photo, generator=np.random.default_rng(3))
+    found = 1 - find_damage(rednet.load("inpaint-detect"), degraded)  # 1 = found damaged
+    overlay = 1 - mask
+    # the photo's own text (and clipped areas): painted into the clean image, not overlaid
+    own = ((clean - photo).abs().amax(dim=1, keepdim=True) > 8 / 255).float() * mask
+    assert overlay.sum() > 200 and own.sum() > 200  # both are there to be told apart
+    hits = float((found * overlay).sum() / overlay.sum())
+    false_alarms = float((found * own).sum() / own.sum())
+    print(f"overlay found {hits:.3f}, own text and clipping taken for damage {false_alarms:.3f}")
+    assert hits > 0.85
+    assert false_alarms < 0.05  # the damage model trained without decoys: 0.13

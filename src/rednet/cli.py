@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rednet import __version__
+from rednet.infer import DAMAGE_THRESHOLD
 
 TASK_HELP = "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel [--sigma]), inpaint (--mask)"
 
@@ -208,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         "mask-aware --model fills, instead of the true mask",
     )
     p.add_argument(
-        "--damage-threshold", type=float, default=0.6, help="with --detector: damaged above this probability"
+        "--damage-threshold",
+        type=float,
+        default=DAMAGE_THRESHOLD,
+        help="with --detector: damaged above this probability",
     )
     p.add_argument(
         "--damage-grow", type=int, default=0, help="with --detector: also fill this many pixels around"

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from rednet import baselines, degrade, io
 from rednet.data import resolve_dataset
+from rednet.infer import DAMAGE_THRESHOLD
 from rednet.metrics import psnr, rgb_to_y, ssim
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class EvalConfig:
     balance: float | None = None
     iterations: int | None = None
     detector: str | None = None
-    damage_threshold: float = 0.6
+    damage_threshold: float = DAMAGE_THRESHOLD
     damage_grow: int = 0
     damage_tolerance: float | None = None
     damage_ensemble: bool = True

@@ -27,6 +27,7 @@ from rednet.metrics import rgb_to_ycbcr, ycbcr_to_rgb
 from rednet.model import REDNet, receptive_field
 
 __all__ = [
+    "DAMAGE_THRESHOLD",
     "DIHEDRAL",
     "auto_tile",
     "find_damage",
@@ -322,11 +323,17 @@ def flat_colour(
     return kept
 
 
+DAMAGE_THRESHOLD = 0.55
+"""Default probability above which a damage model's pixel counts as damaged: for the shipped
+``inpaint-detect``, the best mean of the validation text and decoys PSNR of 0.35, 0.45, 0.5 and 0.55
+(docs/training.md)."""
+
+
 def find_damage(
     detector: REDNet,
     x: Tensor,
     *,
-    threshold: float = 0.6,
+    threshold: float = DAMAGE_THRESHOLD,
     grow: int = 0,
     tolerance: float | None = None,
     ensemble: bool = True,
@@ -338,8 +345,7 @@ def find_damage(
     Args:
         detector: a damage model.
         x: (N, C, H, W) float32 in [0, 1].
-        threshold: a pixel is damaged where the probability is above this (0.6: the best of 0.5, 0.6 and
-            0.7 on the validation images, docs/training.md).
+        threshold: a pixel is damaged where the probability is above this (:data:`DAMAGE_THRESHOLD`).
         tolerance: if given, keep only damage painted in one colour, to this tolerance on the [0, 1]
             scale (:func:`flat_colour`), before growing. Off by default: on the validation images it
             dropped more false alarms than text but cost more than it gained (docs/training.md).
