@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import rednet
+from conftest import as_tensor
 from rednet import zoo
 from rednet.cli import main
 from rednet.zoo import WEIGHTS, WEIGHTS_DIR, load
@@ -283,7 +284,7 @@ def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text
     from rednet.degrade import text_over_content_text
     from rednet.infer import find_damage
 
-    photo = torch.from_numpy(data.astronaut()[60:252, 120:312].copy()).permute(2, 0, 1)[None] / 255.0
+    photo = as_tensor(data.astronaut()[60:252, 120:312])
     clean, degraded, mask = text_over_content_text(photo, generator=np.random.default_rng(3))
     found = 1 - find_damage(rednet.load("inpaint-detect"), degraded)  # 1 = found damaged
     overlay = 1 - mask
