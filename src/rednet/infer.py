@@ -325,7 +325,7 @@ def flat_colour(
 
 DAMAGE_THRESHOLD = 0.55
 """Default probability above which a damage model's pixel counts as damaged: for the shipped
-``inpaint-detect``, the best mean of the validation text and decoys PSNR of 0.35, 0.45, 0.5 and 0.55
+``inpaint-detect``, the best mean of the validation text and decoys PSNR of 0.45, 0.55 and 0.65
 (docs/training.md)."""
 
 
