@@ -134,6 +134,22 @@ def test_bf16_training_runs_and_resumes_identically(images, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_trains_in_bf16_only_where_bf16_is_native_and_the_run_keeps_the_choice(
+    images, tmp_path, monkeypatch, native
+):
+    """bf16 autocast is emulated on an AVX2-only CPU (12x slower there): the default must not pick it."""
+    monkeypatch.setattr("rednet.train.native_bf16", lambda device: native)
+    assert TrainConfig().dtype == "auto"
+    run = train(tiny(images, dtype="auto", steps=2), tmp_path / "run", stop_at=1, progress=False)
+    expected = "bf16" if native else "fp32"
+    assert json.loads((run / "config.json").read_text())["config"]["dtype"] == expected
+    assert load_checkpoint(run / "last.pt")["config"]["dtype"] == expected
+    monkeypatch.setattr("rednet.train.native_bf16", lambda device: not native)  # another machine resumes
+    train(TrainConfig(), run, resume=True, progress=False)
+    assert load_checkpoint(run / "last.pt")["config"]["dtype"] == expected
+
+
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(images, tmp_path):
     config = tiny(images, steps=3)
     train(config, tmp_path / "single", progress=False)

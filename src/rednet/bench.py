@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
+from rednet.infer import native_bf16
 from rednet.model import REDNet, REDNetConfig
 
 __all__ = [
@@ -159,7 +160,7 @@ def bench_train(
     model: str = "red30",
     width: int = 64,
     channels: int = 1,
-    dtype: str = "bf16",
+    dtype: str = "auto",
     device: str = "cpu",
     batch_size: int = 16,
     patch_size: int = 50,
@@ -170,6 +171,9 @@ def bench_train(
     peak_seconds: float = 0.5,
 ) -> dict[str, Any]:
     """Training throughput of one configuration, the matmul peak, and the data pipeline's own rate.
+
+    ``dtype`` "auto" is bf16 where it is native (:func:`rednet.infer.native_bf16`), else fp32; the result
+    names the one measured.
 
     Training steps and matmul peaks (``peak_size``-cubed products, ``peak_seconds`` each) alternate for at
     least ``seconds`` and 3 rounds (:func:`paired_rounds`).
@@ -185,9 +189,11 @@ def bench_train(
 
     if model not in DEPTHS:
         raise ValueError(f"model must be one of {', '.join(DEPTHS)}, got {model!r}")
-    if dtype not in ("bf16", "fp32"):
-        raise ValueError(f"dtype must be bf16 or fp32, got {dtype!r}")
+    if dtype not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"dtype must be auto, bf16 or fp32, got {dtype!r}")
     dev = _device(device)
+    if dtype == "auto":
+        dtype = "bf16" if native_bf16(dev) else "fp32"
     config = REDNetConfig(depth=DEPTHS[model], width=width, channels=channels)
     torch.manual_seed(0)
     net = REDNet(config).to(dev)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rednet import __version__
-from rednet.infer import DAMAGE_THRESHOLD
+from rednet.infer import DAMAGE_THRESHOLD, native_bf16
 
 TASK_HELP = "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel [--sigma]), inpaint (--mask)"
 
@@ -347,7 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--width", type=int, default=64, help="hidden channels (default 64)")
     b.add_argument("--channels", type=int, default=1, choices=[1, 3], help="image channels (default 1)")
-    b.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="autocast bf16 or fp32")
+    b.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bf16", "fp32"],
+        help="autocast bf16, fp32, or auto (default): bf16 on GPUs and CPUs with native bf16",
+    )
     b.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
     b.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
     b.add_argument("--patch-size", type=int, default=50, help="patch side (default 50)")
@@ -784,12 +789,6 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def _bf16_default(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return True
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def _blind_inpainting(args: argparse.Namespace) -> bool:
     """Whether ``restore`` inpaints without being told where the damage is (and so finds it first)."""
     return args.task == "inpaint" and args.mask is None and not (args.model or args.weights or args.fast)
@@ -862,7 +861,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if want_cuda else "gloo")
     mine = files[rank::world]
-    bf16 = _bf16_default(device) if args.bf16 is None else args.bf16
+    bf16 = native_bf16(device) if args.bf16 is None else args.bf16
     models: dict[int, tuple] = {}
     results = []
     for path in mine:

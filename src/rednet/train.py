@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from rednet.data import Corruption, Levels, PatchDataset, data_root, load_training_images
+from rednet.infer import native_bf16
 from rednet.io import replace_atomically
 from rednet.model import REDNet, REDNetConfig, convert_channels
 
@@ -82,7 +83,8 @@ class TrainConfig:
         warmup: linear warm-up steps from 0.
         clip_grad: gradient-norm clipping threshold; 0 = off.
         loss: "l2" (the paper's MSE) or "l1".
-        dtype: "bf16" (autocast, CPU or GPU) or "fp32".
+        dtype: "bf16" (autocast, CPU or GPU), "fp32", or "auto": bf16 where it is fast (a GPU, a CPU with
+            AVX-512 or AMX: ``rednet.infer.native_bf16``), else fp32; the run folder stores the choice.
         channels_last: use the channels-last memory format (faster on CPU with oneDNN, and with bf16).
         compile: ``torch.compile`` the model.
         val_set: benchmark name or folder for validation; "" = no validation.
@@ -125,7 +127,7 @@ class TrainConfig:
     warmup: int = 0
     clip_grad: float = 0.0
     loss: str = "l2"
-    dtype: str = "bf16"
+    dtype: str = "auto"
     channels_last: bool = True
     compile: bool = False
     val_set: str = "Set12"
@@ -147,7 +149,7 @@ class TrainConfig:
             "channel": self.channel in ("gray", "y", "rgb"),
             "schedule": self.schedule in ("constant", "cosine"),
             "loss": self.loss in ("l2", "l1"),
-            "dtype": self.dtype in ("bf16", "fp32"),
+            "dtype": self.dtype in ("auto", "bf16", "fp32"),
             "device": self.device in ("auto", "cpu", "cuda"),
             "kernel": self.kernel in ("gaussian", "disk", "gaussian-family"),
             "mask_input": not self.mask_input or self.tasks == ["inpaint"],
@@ -416,6 +418,8 @@ def train(
         }
         config = TrainConfig.from_dict({**checkpoint["config"], **machine})
     device = _device(config)
+    if config.dtype == "auto":
+        config = replace(config, dtype="bf16" if native_bf16(device) else "fp32")
     ddp = _init_distributed(device)
     if config.threads:
         torch.set_num_threads(config.threads)

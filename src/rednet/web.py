@@ -58,7 +58,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import Tensor
 
 from rednet import __version__, degrade, io, zoo
-from rednet.infer import find_damage, restore
+from rednet.infer import find_damage, native_bf16, restore
 
 __all__ = ["TASKS", "ServeSettings", "create_app", "demo_sample", "serve"]
 
@@ -256,7 +256,7 @@ class Service:
         self._demo: bytes | None = None
         want_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
         self.device = torch.device("cuda" if want_cuda else "cpu")
-        self.bf16 = _bf16_default(self.device) if settings.bf16 is None else settings.bf16
+        self.bf16 = native_bf16(self.device) if settings.bf16 is None else settings.bf16
 
     # -- queue ---------------------------------------------------------------------------------------
 
@@ -442,12 +442,6 @@ class Service:
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 1)
-
-
-def _bf16_default(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return True
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _client_message(error: Exception, path: Path) -> str:
