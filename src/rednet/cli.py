@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from exported weights, fresh optimizer (a gray model can start an RGB one)",
     )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        metavar="UNIX_TIME",
+        help="stop at this time (seconds since the epoch), writing last.pt: a lent machine's limit",
+    )
     _add_train_flags(p)
     p.set_defaults(run=cmd_train)
 
@@ -480,7 +486,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels", type=int, default=1, choices=[1, 3], help="--bench: 1 gray, 3 RGB (default 1)"
     )
     p.set_defaults(run=cmd_serve)
+    _add_campaign_parser(sub)
     return parser
+
+
+def _add_campaign_parser(sub: argparse._SubParsersAction) -> None:
+    """``rednet campaign data|run|unpack``: the GPU lease (rednet.campaign)."""
+    from rednet.campaign import DEFAULT_JOBS, JOBS, CampaignConfig
+
+    p = sub.add_parser("campaign", help="the GPU lease: pack the images, train on the device, unpack")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    c = what.add_parser("data", help="copy the training and validation images to carry (lossless)")
+    c.add_argument("-o", "--output", type=Path, default=Path(".campaign/data"), help="default .campaign/data")
+    c.add_argument("--data-root", help="where the images are (default $REDNET_DATA or ../shared/datasets)")
+    c.set_defaults(run=cmd_campaign)
+    c = what.add_parser("run", help="on the lent device: smoke-test, train every job at once, bench")
+    c.add_argument("--jobs", default=",".join(DEFAULT_JOBS), help=f"comma-separated, of {', '.join(JOBS)}")
+    c.add_argument("--out", type=Path, required=True, help="folder whose files come back ($OUT)")
+    defaults = CampaignConfig()
+    for field in dataclasses.fields(CampaignConfig):
+        if field.name in ("jobs", "out"):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        value = getattr(defaults, field.name)
+        if isinstance(value, bool):
+            c.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=value, help=f"default {value}"
+            )
+        else:
+            c.add_argument(flag, type=type(value), default=value, help=f"default {value}")
+    c.set_defaults(run=cmd_campaign)
+    c = what.add_parser("unpack", help="the files a lease brought back: run folders into runs/")
+    c.add_argument("folder", type=Path, help="the folder of NAME.tar, campaign.json, bench.json")
+    c.add_argument("--runs", type=Path, default=Path("runs"), help="where the run folders go (default runs)")
+    c.set_defaults(run=cmd_campaign)
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from rednet import campaign
+    from rednet.data import data_root
+
+    if args.what == "data":
+        print(json.dumps(campaign.pack_data(data_root(args.data_root), args.output), indent=2))
+    elif args.what == "unpack":
+        print(json.dumps(campaign.unpack(args.folder, args.runs), indent=2))
+    else:
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(campaign.CampaignConfig)}
+        values["jobs"] = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
+        values["out"] = str(args.out)
+        config = campaign.CampaignConfig(**values)
+        try:
+            campaign.run_campaign(config, command=_command_line(args.argv))
+        except RuntimeError as e:  # every job failed: campaign.log has their reasons
+            print(f"rednet: error: {e}", file=sys.stderr)
+            return 1
+    return 0
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -522,7 +582,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--resume continues a run with its stored options; only --threads and --workers may change"
             )
-        run_dir = train(TrainConfig(**values), args.resume, resume=True, progress=args.progress)
+        run_dir = train(
+            TrainConfig(**values),
+            args.resume,
+            resume=True,
+            progress=args.progress,
+            stop_at_time=args.deadline,
+        )
     else:
         config = TrainConfig.from_dict(values)
         run_dir = (
@@ -531,7 +597,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (run_dir / "last.pt").exists():
             raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
         run_dir = train(
-            config, run_dir, init=args.init, progress=args.progress, command=_command_line(args.argv)
+            config,
+            run_dir,
+            init=args.init,
+            progress=args.progress,
+            command=_command_line(args.argv),
+            stop_at_time=args.deadline,
         )
     print(f"run folder: {run_dir}", file=sys.stderr)
     return 0

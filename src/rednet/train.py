@@ -386,6 +386,7 @@ def train(
     resume: bool = False,
     init: str | Path | None = None,
     stop_at: int | None = None,
+    stop_at_time: float | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> Path:
@@ -399,6 +400,8 @@ def train(
         init: exported weights (``.safetensors``) or a checkpoint to start from, with a fresh optimizer; a
             1-channel model can start a 3-channel one and back (``rednet.model.convert_channels``).
         stop_at: stop after this step, as if interrupted (tests; the schedule still spans ``config.steps``).
+        stop_at_time: stop at the first step that ends after this ``time.time()``, as if interrupted
+            (``last.pt`` is written): a deadline for a run on a lent machine.
         progress: show a progress bar on rank 0.
         command: the command line to record (default: ``sys.argv``).
 
@@ -423,6 +426,8 @@ def train(
     ddp = _init_distributed(device)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if stop_at_time is not None and ddp.world > 1:
+        raise ValueError("a deadline (stop_at_time) is for one process: ranks could stop at different steps")
     if config.batch_size % ddp.world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {ddp.world} processes")
     local_batch = config.batch_size // ddp.world
@@ -451,7 +456,11 @@ def train(
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # On a GPU the fused Adam is one kernel for all the parameters (the CPU keeps the default for-each).
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, **fused)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest convolution once
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     step, best, elapsed, meta = 0, -math.inf, 0.0, {}
     if checkpoint is not None:
@@ -485,8 +494,14 @@ def train(
         [s * config.batch_size + ddp.rank * local_batch + i for i in range(local_batch)]
         for s in range(step, config.steps)
     ]
+    cuda = device.type == "cuda"
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, num_workers=config.workers, persistent_workers=False
+        dataset,
+        batch_sampler=batches,
+        num_workers=config.workers,
+        persistent_workers=False,
+        pin_memory=cuda,
+        prefetch_factor=4 if config.workers else None,
     )
 
     if ddp.is_main:
@@ -530,7 +545,10 @@ def train(
     if config.output == "damage":
         loss_fn = damage_loss
     end = min(config.steps, stop_at) if stop_at is not None else config.steps
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    # The window's loss is summed on the device (float64, as a Python float would be) and read at log
+    # steps only: reading it every step would make the CPU wait for the GPU at every step.
+    window_loss = torch.zeros((), dtype=torch.float64, device=device)
+    window_steps, window_start = 0, time.perf_counter()
     last_tick = time.perf_counter()
     net.train()
     # SIGTERM (kill, a cluster's pre-emption) stops the run like Ctrl-C: last.pt is written first.
@@ -541,7 +559,10 @@ def train(
         for degraded, clean in loader:
             if step >= end:
                 break
-            degraded, clean = degraded.to(device), clean.to(device)
+            if stop_at_time is not None and time.time() >= stop_at_time:
+                save("last.pt")
+                break
+            degraded, clean = degraded.to(device, non_blocking=cuda), clean.to(device, non_blocking=cuda)
             if config.channels_last:
                 degraded = degraded.contiguous(memory_format=torch.channels_last)
                 clean = clean.contiguous(memory_format=torch.channels_last)
@@ -559,7 +580,7 @@ def train(
             step += 1
             now = time.perf_counter()
             elapsed, last_tick = elapsed + now - last_tick, now
-            window_loss += loss.item()
+            window_loss += loss.detach().double()
             window_steps += 1
             if ddp.is_main:
                 if bar is not None:
@@ -569,7 +590,7 @@ def train(
                     rate = window_steps * config.batch_size / seconds
                     record = {
                         "step": step,
-                        "loss": window_loss / window_steps,
+                        "loss": window_loss.item() / window_steps,
                         "lr": scheduler.get_last_lr()[0],
                         "patches_per_s": rate,
                         "elapsed": elapsed,
@@ -579,7 +600,8 @@ def train(
                         bar.set_postfix(
                             loss=f"{record['loss']:.2e}", lr=f"{record['lr']:.1e}", pps=f"{rate:.1f}"
                         )
-                    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+                    window_loss.zero_()
+                    window_steps, window_start = 0, time.perf_counter()
                 if config.val_set and (step % config.val_every == 0 or step == config.steps):
                     scores = _validate(model, config, device)
                     write_log({"step": step, **scores})

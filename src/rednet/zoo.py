@@ -330,6 +330,9 @@ def export_run(
         "wall_time_s": round(ckpt["elapsed"], 1),
         "hardware": meta.get("hardware"),
         "command": meta.get("command"),
+        **(
+            {"lease": meta["lease"]} if meta.get("lease") else {}
+        ),  # the GPU lease's command (rednet.campaign)
         "init": meta.get("init"),
         "lineage": lineage,
         "total": {
