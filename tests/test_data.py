@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from rednet.data import BENCHMARKS, data_root, list_images, resolve_dataset
 
@@ -53,3 +54,24 @@ def test_named_benchmarks_resolve_with_their_image_counts(data_root, name, count
     assert len(files) == count
     assert is_color is color is BENCHMARKS[name].color
     assert files == sorted(files)
+
+
+def test_colour_jitter_gives_rgb_patches_new_hues_and_saturations_and_leaves_gray_ones_alone():
+    from skimage import data as samples
+
+    from rednet.data import Corruption, Levels, PatchDataset
+
+    photo = torch.from_numpy(samples.astronaut()[100:300, 100:300]).permute(2, 0, 1).contiguous()
+    denoise = [Corruption("denoise", Levels.parse("0"))]
+    plain, jittered = (PatchDataset([photo], denoise, seed=3, color_jitter=j) for j in (False, True))
+    orders, spreads = set(), []
+    for i in range(60):
+        a, b = plain[i][1], jittered[i][1]
+        assert b.min() >= 0 and b.max() <= 1 and torch.equal(torch.round(b * 255), b * 255)
+        orders.add(tuple(b.mean(dim=(1, 2)).argsort().tolist()))
+        spreads.append(float((b - b.mean(0)).std() / (a - a.mean(0)).std()))
+    assert len(orders) >= 4  # the channel order changes the hue of every colour
+    assert min(spreads) < 0.75 and max(spreads) > 1.3  # less and more saturated than the photo
+    gray = photo.float().mean(0, keepdim=True).round().to(torch.uint8)
+    plain, jittered = (PatchDataset([gray], denoise, seed=3, color_jitter=j) for j in (False, True))
+    assert all(torch.equal(plain[i][1], jittered[i][1]) for i in range(5))

@@ -30,6 +30,7 @@ __all__ = [
     "Levels",
     "PatchDataset",
     "data_root",
+    "jitter_colours",
     "list_images",
     "load_training_images",
     "resolve_dataset",
@@ -226,6 +227,24 @@ class Corruption:
         return region, torch.cat([degraded, mask], dim=1) if self.with_mask else degraded
 
 
+SATURATION_RANGE = (0.5, 2.0)
+"""The saturation factors of :func:`jitter_colours`, drawn log-uniformly."""
+
+
+def jitter_colours(region: Tensor, rng: np.random.Generator) -> Tensor:
+    """New colours for a clean RGB region (1, 3, H, W) in [0, 1]: its channels in a random order (6 hues
+    of every colour), and its saturation scaled by a factor drawn log-uniformly from
+    :data:`SATURATION_RANGE` (each pixel moved away from or toward its gray, the channels' mean), clipped to
+    [0, 1] and rounded to 8 bits like the images it stands for. BSDS photos are muted and mostly brown, green
+    and blue; a colour model trained on them alone meets saturated colours it has never seen."""
+    order = torch.from_numpy(rng.permutation(3))
+    low, high = (math.log(v) for v in SATURATION_RANGE)
+    factor = math.exp(rng.uniform(low, high))
+    x = region[:, order]
+    gray = x.mean(dim=1, keepdim=True)
+    return torch.round((gray + factor * (x - gray)).clamp(0, 1) * 255) / 255
+
+
 def load_training_images(folders: Sequence[str | Path], channel: str) -> list[Tensor]:
     """Read every image under ``folders`` (recursively, sorted) once, as uint8 tensors (C, H, W).
 
@@ -269,6 +288,7 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: base seed.
         patch_stride: 0 = patches at any position; s > 0 = only at positions on a grid of step s.
         augment: random flips and 90-degree rotations (the 8 dihedral transforms).
+        color_jitter: give RGB patches new colours before they are degraded (:func:`jitter_colours`).
 
     Each item is ``(degraded, clean)``, float32 (C, patch_size, patch_size), clean in [0, 1].
     """
@@ -282,6 +302,7 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: int = 0,
         patch_stride: int = 0,
         augment: bool = True,
+        color_jitter: bool = False,
     ) -> None:
         if not corruptions:
             raise ValueError("at least one corruption is needed")
@@ -290,6 +311,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.patch_stride = patch_stride
         self.augment = augment
+        self.color_jitter = color_jitter
         region = self.region_size(max(self.corruptions, key=lambda c: c.margin()))
         self.images = [im for im in images if min(im.shape[-2:]) >= region]
         if not self.images:
@@ -317,6 +339,8 @@ class PatchDataset(torch.utils.data.Dataset):
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             region = torch.rot90(region, k, dims=(2, 3))
             region = region.flip(3) if flip else region
+        if self.color_jitter and region.shape[1] == 3:
+            region = jitter_colours(region, rng)
         clean, degraded = corruption.apply(region.contiguous(), rng)
         # Cut the patch out of the degraded region at a random offset inside the margin, so every phase of
         # the JPEG block grid / bicubic sampling grid is seen, and no region edge is in the patch.

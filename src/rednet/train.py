@@ -77,6 +77,7 @@ class TrainConfig:
         batch_size: global batch (split evenly over DDP ranks).
         patch_size: side of the training patches (the paper: 50).
         patch_stride: 0 = patches anywhere; s > 0 = patch corners on a grid of step s.
+        color_jitter: new colours for RGB patches (channel order, saturation: ``rednet.data.jitter_colours``).
         lr: Adam learning rate (the paper: 1e-4).
         schedule: "constant" or "cosine" (decay to ``min_lr`` over the run), after ``warmup`` linear steps.
         min_lr: the cosine schedule's final learning rate.
@@ -121,6 +122,7 @@ class TrainConfig:
     batch_size: int = 16
     patch_size: int = 50
     patch_stride: int = 0
+    color_jitter: bool = False
     lr: float = 1e-4
     schedule: str = "constant"
     min_lr: float = 1e-6
@@ -489,6 +491,7 @@ def train(
         patch_size=config.patch_size,
         seed=config.seed,
         patch_stride=config.patch_stride,
+        color_jitter=config.color_jitter,
     )
     batches = [
         [s * config.batch_size + ddp.rank * local_batch + i for i in range(local_batch)]

@@ -353,6 +353,7 @@ def export_run(
                 "dtype",
                 "batch_size",
                 "patch_size",
+                "color_jitter",
                 "seed",
             )
         }
