@@ -70,8 +70,14 @@ VAL_LIMIT = 8
 
 JOBS: dict[str, TrainConfig] = {
     # What each shipped model restores and learns from, as in its card's command; gpu_recipe sets the rest.
+    # The denoisers' batches are made on the GPU (rednet.device_patches), the others' by loader processes.
     "denoise-gray": TrainConfig(
-        task="denoise", sigma="0-75", channel="gray", data="train/BSDS500/train", val_level="25"
+        task="denoise",
+        sigma="0-75",
+        channel="gray",
+        data="train/BSDS500/train",
+        val_level="25",
+        patches_on_device=True,
     ),
     # The colour models also see new colours (channel order, saturation): BSDS's alone do not carry over.
     "denoise-color": TrainConfig(
@@ -81,6 +87,7 @@ JOBS: dict[str, TrainConfig] = {
         data="train/BSDS500/train",
         val_level="25",
         color_jitter=True,
+        patches_on_device=True,
     ),
     "sr": TrainConfig(
         task="sr", scale="2,3,4", channel="y", data="train/T91,train/BSDS500/train", val_level="3"

@@ -231,18 +231,26 @@ SATURATION_RANGE = (0.5, 2.0)
 """The saturation factors of :func:`jitter_colours`, drawn log-uniformly."""
 
 
-def jitter_colours(region: Tensor, rng: np.random.Generator) -> Tensor:
-    """New colours for a clean RGB region (1, 3, H, W) in [0, 1]: its channels in a random order (6 hues
-    of every colour), and its saturation scaled by a factor drawn log-uniformly from
-    :data:`SATURATION_RANGE` (each pixel moved away from or toward its gray, the channels' mean), clipped to
-    [0, 1] and rounded to 8 bits like the images it stands for. BSDS photos are muted and mostly brown, green
-    and blue; a colour model trained on them alone meets saturated colours it has never seen."""
-    order = torch.from_numpy(rng.permutation(3))
-    low, high = (math.log(v) for v in SATURATION_RANGE)
-    factor = math.exp(rng.uniform(low, high))
-    x = region[:, order]
+def jitter_colours(region: Tensor, order: Tensor, factor: Tensor) -> Tensor:
+    """New colours for clean RGB patches: channels reordered, saturation scaled.
+
+    BSDS photos are muted and mostly brown, green and blue; a colour model trained on them alone meets
+    saturated colours it has never seen. Each patch's channels are put in a new order (6 hues for every
+    colour) and each pixel is moved away from (factor > 1) or toward (< 1) its gray, the mean of its
+    channels; the result is clipped to [0, 1] and rounded to 8 bits, like the images it stands for.
+
+    Args:
+        region: (N, 3, H, W) float in [0, 1].
+        order: (N, 3) int64, a permutation of (0, 1, 2) per patch.
+        factor: (N,) saturation factors (training draws them log-uniformly from :data:`SATURATION_RANGE`).
+
+    Returns:
+        (N, 3, H, W) float32 in [0, 1], multiples of 1/255.
+    """
+    x = region.gather(1, order[:, :, None, None].expand(-1, -1, *region.shape[-2:]))
     gray = x.mean(dim=1, keepdim=True)
-    return torch.round((gray + factor * (x - gray)).clamp(0, 1) * 255) / 255
+    scaled = gray + factor.to(x.dtype).view(-1, 1, 1, 1) * (x - gray)
+    return torch.round(scaled.clamp(0, 1) * 255) / 255
 
 
 def load_training_images(folders: Sequence[str | Path], channel: str) -> list[Tensor]:
@@ -340,7 +348,9 @@ class PatchDataset(torch.utils.data.Dataset):
             region = torch.rot90(region, k, dims=(2, 3))
             region = region.flip(3) if flip else region
         if self.color_jitter and region.shape[1] == 3:
-            region = jitter_colours(region, rng)
+            order = torch.from_numpy(rng.permutation(3))[None]
+            factor = math.exp(rng.uniform(*(math.log(v) for v in SATURATION_RANGE)))
+            region = jitter_colours(region, order, torch.tensor([factor]))
         clean, degraded = corruption.apply(region.contiguous(), rng)
         # Cut the patch out of the degraded region at a random offset inside the margin, so every phase of
         # the JPEG block grid / bicubic sampling grid is seen, and no region edge is in the patch.

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from rednet.data import Corruption, Levels, PatchDataset, data_root, load_training_images
+from rednet.device_patches import DevicePatches
 from rednet.infer import native_bf16
 from rednet.io import replace_atomically
 from rednet.model import REDNet, REDNetConfig, convert_channels
@@ -78,6 +79,8 @@ class TrainConfig:
         patch_size: side of the training patches (the paper: 50).
         patch_stride: 0 = patches anywhere; s > 0 = patch corners on a grid of step s.
         color_jitter: new colours for RGB patches (channel order, saturation: ``rednet.data.jitter_colours``).
+        patches_on_device: make each batch on the training device (``rednet.device_patches``; denoising
+            only): for a GPU, which loader processes cutting patches one by one cannot keep up with.
         lr: Adam learning rate (the paper: 1e-4).
         schedule: "constant" or "cosine" (decay to ``min_lr`` over the run), after ``warmup`` linear steps.
         min_lr: the cosine schedule's final learning rate.
@@ -123,6 +126,7 @@ class TrainConfig:
     patch_size: int = 50
     patch_stride: int = 0
     color_jitter: bool = False
+    patches_on_device: bool = False
     lr: float = 1e-4
     schedule: str = "constant"
     min_lr: float = 1e-6
@@ -156,6 +160,8 @@ class TrainConfig:
             "kernel": self.kernel in ("gaussian", "disk", "gaussian-family"),
             "mask_input": not self.mask_input or self.tasks == ["inpaint"],
             "output": self.output == "image" or (self.output == "damage" and self.tasks == ["inpaint"]),
+            "patches_on_device": not self.patches_on_device
+            or (self.tasks == ["denoise"] and not self.patch_stride),
             "steps": self.steps >= 1,
             "batch_size": self.batch_size >= 1,
             "patch_size": self.patch_size >= 1,
@@ -493,19 +499,33 @@ def train(
         patch_stride=config.patch_stride,
         color_jitter=config.color_jitter,
     )
-    batches = [
-        [s * config.batch_size + ddp.rank * local_batch + i for i in range(local_batch)]
-        for s in range(step, config.steps)
-    ]
     cuda = device.type == "cuda"
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=config.workers,
-        persistent_workers=False,
-        pin_memory=cuda,
-        prefetch_factor=4 if config.workers else None,
-    )
+    loader: Iterable[tuple[Tensor, Tensor]]
+    if config.patches_on_device:  # each rank makes the global batch and takes its own slice of it
+        make = DevicePatches(
+            images,
+            config.corruptions()[0].levels,
+            batch_size=config.batch_size,
+            patch_size=config.patch_size,
+            seed=config.seed,
+            device=device,
+            color_jitter=config.color_jitter,
+        )
+        mine = slice(ddp.rank * local_batch, (ddp.rank + 1) * local_batch)
+        loader = ((d[mine], c[mine]) for d, c in map(make, range(step, config.steps)))
+    else:
+        batches = [
+            [s * config.batch_size + ddp.rank * local_batch + i for i in range(local_batch)]
+            for s in range(step, config.steps)
+        ]
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=config.workers,
+            persistent_workers=False,
+            pin_memory=cuda,
+            prefetch_factor=4 if config.workers else None,
+        )
 
     if ddp.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -354,6 +354,7 @@ def export_run(
                 "batch_size",
                 "patch_size",
                 "color_jitter",
+                "patches_on_device",
                 "seed",
             )
         }
