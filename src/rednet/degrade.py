@@ -149,7 +149,9 @@ def gaussian_noise(
             raise ValueError(
                 f"sigma must be a float or a tensor of shape (N,) = ({x.shape[0]},), got {tuple(s.shape)}"
             )
-        if bool((s < 0).any()):
+        # Checked where it costs nothing: reading a GPU tensor's values would make the CPU wait for the GPU
+        # (rednet.device_patches draws its levels there, from ranges it checks itself).
+        if s.device.type == "cpu" and bool((s < 0).any()):
             raise ValueError("sigma must be >= 0 (0-255 scale)")
         s = s.reshape(-1, 1, 1, 1)
     else:

@@ -72,6 +72,8 @@ class DevicePatches:
         augment: bool = True,
         color_jitter: bool = False,
     ) -> None:
+        if min((*sigma.values, sigma.low)) < 0:
+            raise ValueError(f"noise levels must be >= 0 (0-255 scale), got {sigma}")
         images = [im for im in images if min(im.shape[-2:]) >= patch_size]
         if not images:
             raise ValueError(f"no training image is at least {patch_size}x{patch_size} pixels")
