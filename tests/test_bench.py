@@ -41,7 +41,8 @@ def test_bench_train_prints_throughput_and_peak_fraction_json(capsys):
     )
     result = json.loads(capsys.readouterr().out)
     assert code == 0
-    for key in ("patches_per_s", "tflops", "peak_tflops", "peak_fraction", "data_patches_per_s"):
+    rates = ("data_patches_per_s", "device_patches_per_s")  # loader process, batches made on the device
+    for key in ("patches_per_s", "tflops", "peak_tflops", "peak_fraction", *rates):
         assert result[key] > 0, key
     assert result["rounds"] >= 3
     low, high = result["peak_fraction_range"]

@@ -183,7 +183,10 @@ def bench_train(
         training step as 3 forward passes: forward, input gradients, weight gradients), ``peak_tflops``
         (median matmul peak in the same dtype), ``peak_fraction`` (median of the per-round ratios) and its
         ``peak_fraction_range``, ``peak_fraction_of_max`` (against the largest peak of the run),
-        ``data_patches_per_s`` and ``data_over_model`` (must be >= 3 to keep up).
+        ``data_patches_per_s`` and ``data_over_model`` (one loader process, ``data_task``: with W loader
+        processes, W times that over the model's rate must be well over 1 to keep up),
+        ``device_patches_per_s`` and ``device_patches_over_model`` (denoising batches made on the
+        training device itself, :func:`bench_device_patches`).
     """
     from rednet.train import hardware
 
@@ -224,6 +227,9 @@ def bench_train(
     patches_per_s = batch_size / step_s
     figures = rounds.summary(3 * 2 * macs_per_pixel(config) * patch_size**2 * batch_size)
     data_rate = bench_data(task=data_task, channels=channels, patch_size=patch_size)
+    on_device = bench_device_patches(
+        channels=channels, patch_size=patch_size, batch_size=batch_size, device=str(dev.type)
+    )
     return {
         "benchmark": "train",
         "model": model,
@@ -249,8 +255,45 @@ def bench_train(
         "data_task": data_task,
         "data_patches_per_s": data_rate,
         "data_over_model": data_rate / patches_per_s,
+        "device_patches_per_s": on_device,
+        "device_patches_over_model": on_device / patches_per_s,
         "torch": torch.__version__,
     }
+
+
+def _sample_photos(channels: int) -> list[Tensor]:
+    """scikit-image's sample photographs as uint8 (C, H, W) training images (no data folder needed)."""
+    from skimage import data
+
+    from rednet.io import array_to_tensor
+
+    images = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        x = array_to_tensor(getattr(data, name)())
+        x = x.mean(dim=1, keepdim=True) if channels == 1 else x
+        images.append(torch.round(x[0] * 255).to(torch.uint8))
+    return images
+
+
+def bench_device_patches(
+    *, channels: int = 1, patch_size: int = 50, batch_size: int = 128, device: str = "cpu", count: int = 20
+) -> float:
+    """Patches per second of denoising batches made on ``device`` (``rednet.device_patches``)."""
+    from rednet.data import Levels
+    from rednet.device_patches import DevicePatches
+
+    dev = _device(device)
+    make = DevicePatches(
+        _sample_photos(channels),
+        Levels.parse("0-75"),
+        batch_size=batch_size,
+        patch_size=patch_size,
+        seed=0,
+        device=dev,
+        color_jitter=channels == 3,
+    )
+    seconds = _timed(lambda: make(0), dev, min_seconds=0.0, min_reps=count)
+    return batch_size / seconds
 
 
 def bench_data(*, task: str = "denoise", channels: int = 1, patch_size: int = 50, count: int = 400) -> float:
@@ -258,20 +301,13 @@ def bench_data(*, task: str = "denoise", channels: int = 1, patch_size: int = 50
 
     Uses scikit-image's sample photographs as the clean images, so it needs no data folder.
     """
-    from skimage import data
-
     from rednet.data import Corruption, Levels, PatchDataset
-    from rednet.io import array_to_tensor
 
     levels = {"denoise": "0-75", "sr": "2,3,4", "jpeg": "5-95", "deblur": "0-2.55", "inpaint": "0.3-0.8"}
     if task not in levels:
         raise ValueError(f"task must be one of {', '.join(levels)}, got {task!r}")
     extra = {"deblur": "gaussian", "inpaint": "rate"}.get(task, "")
-    images = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        x = array_to_tensor(getattr(data, name)())
-        x = x.mean(dim=1, keepdim=True) if channels == 1 else x
-        images.append(torch.round(x[0] * 255).to(torch.uint8))
+    images = _sample_photos(channels)
     dataset = PatchDataset(
         images, [Corruption(task, Levels.parse(levels[task]), extra)], patch_size=patch_size
     )
