@@ -53,6 +53,10 @@ def test_a_cpu_rehearsal_of_the_lease_trains_every_job_and_brings_back_at_most_8
         assert {"config.json", "log.jsonl", "last.pt", "best.pt"} <= members
     bench = json.loads((out / "bench.json").read_text())
     assert "error" not in bench and bench["train"]["patches_per_s"] > 0 and bench["infer"]["variants"]
+    capsys.readouterr()
+    assert main(["campaign", "report", str(out)]) == 0
+    tables = capsys.readouterr().out
+    assert "| denoise-gray |" in tables and "| sr |" in tables and "| strided-bf16 |" in tables
 
     # Back on the CPU: unpack, then export as for a shipped model; the card names the lease.
     capsys.readouterr()

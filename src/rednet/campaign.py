@@ -58,6 +58,7 @@ __all__ = [
     "gpu_recipe",
     "pack_data",
     "pack_run",
+    "render_lease",
     "run_campaign",
     "unpack",
 ]
@@ -571,3 +572,46 @@ def unpack(folder: str | Path, runs: str | Path = "runs") -> dict[str, Any]:
             target = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
             shutil.copyfile(folder / name, target)
     return result
+
+
+def render_lease(summary: dict[str, Any], bench: dict[str, Any] | None) -> str:
+    """Markdown tables of a lease from its ``campaign.json`` and ``bench.json``: per job, the training rates,
+    steps, patches, device seconds and validation before -> after; then training and inference speed
+    against the device's own bf16 matmul peak (``rednet report infer``'s table for inference)."""
+    lines = [
+        f"Lease command: `{summary.get('command', '')}`, {summary.get('seconds', 0):.0f} s in all.",
+        "",
+        "| job | patches/s (smoke) | patches/s (training) | steps | patches | device s | validation before "
+        "→ best (dB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, job in summary["jobs"].items():
+        best = max((v for _, v in job["validation"]), default=None)
+        before = job.get("validation_before")
+        change = f"{before:.2f} → {best:.2f}" if before is not None and best is not None else f"{best}"
+        lines.append(
+            f"| {name} | {job['smoke_patches_per_s']:.0f} | {job['patches_per_s']:.0f} | {job['steps']} | "
+            f"{job['patches']:,} | {job['device_seconds']:.0f} | {change} |"
+        )
+    if bench and "train" in bench:
+        t = bench["train"]
+        lines += [
+            "",
+            f"Training speed, one process ({t['hardware']}, {t['model']} width {t['width']}, batch "
+            f"{t['batch_size']} of {t['patch_size']}², {t['dtype']}): {t['patches_per_s']:.0f} patches/s, "
+            f"{t['tflops']:.1f} TFLOP/s, {t['peak_fraction']:.3f} of the {t['peak_tflops']:.0f} TFLOP/s "
+            f"matmul peak of its rounds; batches made on the device: {t['device_patches_per_s']:.0f} "
+            f"patches/s; one loader process ({t['data_task']}): {t['data_patches_per_s']:.0f} patches/s.",
+        ]
+    if bench and "infer" in bench:
+        from rednet.report import render_infer_table
+
+        lines += [
+            "",
+            "Inference speed (`rednet bench infer` on the device):",
+            "",
+            render_infer_table(bench["infer"]),
+        ]
+    if bench and "error" in bench:
+        lines += ["", f"The benchmark failed: {bench['error']}"]
+    return "\n".join(lines) + "\n"

@@ -520,6 +520,9 @@ def _add_campaign_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("folder", type=Path, help="the folder of NAME.tar, campaign.json, bench.json")
     c.add_argument("--runs", type=Path, default=Path("runs"), help="where the run folders go (default runs)")
     c.set_defaults(run=cmd_campaign)
+    c = what.add_parser("report", help="markdown tables of a lease (its campaign.json and bench.json)")
+    c.add_argument("folder", type=Path, help="the folder of campaign.json and bench.json")
+    c.set_defaults(run=cmd_campaign)
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
@@ -530,6 +533,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         print(json.dumps(campaign.pack_data(data_root(args.data_root), args.output), indent=2))
     elif args.what == "unpack":
         print(json.dumps(campaign.unpack(args.folder, args.runs), indent=2))
+    elif args.what == "report":
+        bench = args.folder / "bench.json"
+        summary = json.loads((args.folder / "campaign.json").read_text())
+        print(campaign.render_lease(summary, json.loads(bench.read_text()) if bench.is_file() else None))
     else:
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(campaign.CampaignConfig)}
         values["jobs"] = tuple(j.strip() for j in args.jobs.split(",") if j.strip())
