@@ -600,7 +600,7 @@ def render_lease(summary: dict[str, Any], bench: dict[str, Any] | None) -> str:
             f"Training speed, one process ({t['hardware']}, {t['model']} width {t['width']}, batch "
             f"{t['batch_size']} of {t['patch_size']}², {t['dtype']}): {t['patches_per_s']:.0f} patches/s, "
             f"{t['tflops']:.1f} TFLOP/s, {t['peak_fraction']:.3f} of the {t['peak_tflops']:.0f} TFLOP/s "
-            f"matmul peak of its rounds; batches made on the device: {t['device_patches_per_s']:.0f} "
+            f"matmul peak of its rounds; batches made on the device: {t.get('device_patches_per_s', 0):.0f} "
             f"patches/s; one loader process ({t['data_task']}): {t['data_patches_per_s']:.0f} patches/s.",
         ]
     if bench and "infer" in bench:
