@@ -588,7 +588,7 @@ def render_lease(summary: dict[str, Any], bench: dict[str, Any] | None) -> str:
     for name, job in summary["jobs"].items():
         best = max((v for _, v in job["validation"]), default=None)
         before = job.get("validation_before")
-        change = f"{before:.2f} → {best:.2f}" if before is not None and best is not None else f"{best}"
+        change = " → ".join(f"{v:.2f}" for v in (before, best) if v is not None) or "none"
         lines.append(
             f"| {name} | {job['smoke_patches_per_s']:.0f} | {job['patches_per_s']:.0f} | {job['steps']} | "
             f"{job['patches']:,} | {job['device_seconds']:.0f} | {change} |"
@@ -599,7 +599,7 @@ def render_lease(summary: dict[str, Any], bench: dict[str, Any] | None) -> str:
             "",
             f"Training speed, one process ({t['hardware']}, {t['model']} width {t['width']}, batch "
             f"{t['batch_size']} of {t['patch_size']}², {t['dtype']}): {t['patches_per_s']:.0f} patches/s, "
-            f"{t['tflops']:.1f} TFLOP/s, {t['peak_fraction']:.3f} of the {t['peak_tflops']:.0f} TFLOP/s "
+            f"{t['tflops']:.3g} TFLOP/s, {t['peak_fraction']:.3f} of the {t['peak_tflops']:.3g} TFLOP/s "
             f"matmul peak of its rounds; batches made on the device: {t.get('device_patches_per_s', 0):.0f} "
             f"patches/s; one loader process ({t['data_task']}): {t['data_patches_per_s']:.0f} patches/s.",
         ]
