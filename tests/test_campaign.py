@@ -20,6 +20,7 @@ from rednet.train import TrainConfig, load_checkpoint, train
 
 TINY = ["--depth", "10", "--width", "16", "--batch-size", "8", "--patch-size", "24", "--no-init"]
 TINY += ["--workers", "0", "--threads", "1", "--device", "cpu", "--smoke-seconds", "20"]
+TINY += ["--smoke-steps", "40", "--pack-seconds", "2"]
 
 
 @pytest.fixture(scope="module")

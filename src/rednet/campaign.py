@@ -15,10 +15,10 @@ Back here, with the files that came back::
 
 ``run`` works in three phases inside ``seconds`` (the command's limit), keeping ``margin`` seconds spare:
 
-1. **smoke**: every job trains ``smoke_steps`` steps at once (at most ``smoke_seconds``), validating on
-   one image every 20 steps, and is exported; a job that fails is dropped with its log, and if every job
-   fails the command stops. The steps/s each job reaches while they share the device is the rate its
-   schedule is sized on.
+1. **smoke**: every job trains ``smoke_steps`` steps at once (stopped at ``smoke_seconds``), validating on
+   one image every 100 steps, and is exported; a job that fails, or has not validated by then, is dropped
+   with its log, and if every job fails the command stops. The steps/s each job reaches over the second
+   half of its smoke, while they all share the device, is the rate its schedule is sized on.
 2. **train**: every job at once, from its shipped weights, with a warm-up and a cosine schedule sized to
    end before the deadline (each run also stops itself at the deadline, writing ``last.pt``);
    checkpoints every <= 30 s, and every ``pack_every`` seconds each run is packed into ``OUT/NAME.tar``, so
@@ -121,8 +121,9 @@ class CampaignConfig:
         seconds: the command's time limit; everything ends ``margin`` seconds before it.
         margin: seconds kept spare at the end.
         smoke_steps: steps of each job in the smoke phase.
-        smoke_seconds: the smoke phase's time limit (a job that has not done its steps by then fails).
+        smoke_seconds: the smoke phase's time limit (a job that has not validated by then fails).
         bench_seconds: time kept for the benchmarks at the end (0 = none).
+        pack_seconds: time kept for the last packing and the summary, after the runs.
         pack_every: seconds between two packings of every run into ``out``.
         device: "cuda", or "cpu" (the suite's rehearsal).
         batch_size, lr, warmup: the recipe (see :func:`gpu_recipe`).
@@ -138,9 +139,10 @@ class CampaignConfig:
     data_root: str = ".campaign/data"
     seconds: float = 600.0
     margin: float = 60.0
-    smoke_steps: int = 60
+    smoke_steps: int = 300
     smoke_seconds: float = 60.0
     bench_seconds: float = 45.0
+    pack_seconds: float = 15.0
     pack_every: float = 30.0
     device: str = "cuda"
     batch_size: int = 128
@@ -161,7 +163,7 @@ class CampaignConfig:
             raise ValueError("a job is named twice")
         if self.device not in ("cuda", "cpu"):
             raise ValueError(f"device must be cuda or cpu, got {self.device!r}")
-        spare = self.seconds - self.margin - self.bench_seconds - self.smoke_seconds
+        spare = self.seconds - self.margin - self.bench_seconds - self.pack_seconds - self.smoke_seconds
         if spare <= 0:
             raise ValueError(f"{self.seconds} s leave no time to train after the smoke, bench and margin")
 
@@ -310,12 +312,12 @@ def _log(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def steps_per_second(records: Sequence[dict[str, Any]]) -> float | None:
-    """Training steps per second from a run's loss records, leaving out the first (start-up, and the
-    convolution algorithms being chosen); None if there are too few."""
+    """Training steps per second over the second half of a run's loss records (past the start-up, the
+    convolution algorithms being chosen, and the other jobs' start); None if there are too few."""
     timed = [r for r in records if "elapsed" in r and "loss" in r]
     if len(timed) < 3:
         return None
-    first, last = timed[1], timed[-1]
+    first, last = timed[len(timed) // 2 - 1], timed[-1]
     return (last["step"] - first["step"]) / max(last["elapsed"] - first["elapsed"], 1e-9)
 
 
@@ -401,9 +403,9 @@ def _smoke(campaign: CampaignConfig, work: Path, out: Path) -> dict[str, dict[st
     for name in campaign.jobs:
         config = replace(
             gpu_recipe(JOBS[name], campaign, steps=campaign.smoke_steps, seconds_per_step=1.0),
-            val_every=20,
+            val_every=100,
             val_limit=1,
-            log_every=5,
+            log_every=10,
         )
         init = _shipped(name)[0] if campaign.init else None
         processes.append(_start(name, config, work / "smoke" / name, init=init, deadline=deadline))
@@ -415,8 +417,8 @@ def _smoke(campaign: CampaignConfig, work: Path, out: Path) -> dict[str, dict[st
         problem = ""
         if p.popen.returncode != 0:
             problem = f"exit code {p.popen.returncode}: {_tail(p.run_dir / 'train.out')}"
-        elif not records or records[-1]["step"] < campaign.smoke_steps or rate is None:
-            problem = f"not {campaign.smoke_steps} steps in {campaign.smoke_seconds} s"
+        elif rate is None or not (p.run_dir / "last.pt").is_file():
+            problem = f"too few steps in {campaign.smoke_seconds} s"
             problem += f": {_tail(p.run_dir / 'train.out')}"
         elif not any("val_psnr" in r for r in records):
             problem = "no validation record"
@@ -487,12 +489,15 @@ def run_campaign(campaign: CampaignConfig, *, command: str = "") -> dict[str, An
     rates = _smoke(campaign, work, out)
     if not rates:
         raise RuntimeError("every job failed its smoke test; see campaign.log")
-    train_end = limit - campaign.bench_seconds - 15  # packing and summary after the runs
+    train_end = limit - campaign.bench_seconds - campaign.pack_seconds
     started = time.time()
     processes = []
     for name, rate in rates.items():
         seconds = train_end - started - rate["startup_s"] - 5
-        steps = max(1, int(rate["steps_per_s"] * seconds * 0.95))
+        if seconds < 5:
+            _say(out, f"train: {name} skipped, {seconds:.0f} s left after the smoke")
+            continue
+        steps = max(1, int(rate["steps_per_s"] * seconds * 0.9))
         config = gpu_recipe(JOBS[name], campaign, steps=steps, seconds_per_step=1 / rate["steps_per_s"])
         init = _shipped(name)[0] if campaign.init else None
         run_dir = work / f"{name}-{campaign.device}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(t0))}"
