@@ -19,8 +19,8 @@ from rednet.cli import build_parser, main
 from rednet.train import TrainConfig, load_checkpoint, train
 
 TINY = ["--depth", "10", "--width", "16", "--batch-size", "8", "--patch-size", "24", "--no-init"]
-TINY += ["--workers", "0", "--threads", "1", "--device", "cpu", "--smoke-seconds", "20"]
-TINY += ["--smoke-steps", "40", "--pack-seconds", "2"]
+TINY += ["--threads", "1", "--device", "cpu", "--smoke-seconds", "20"]
+TINY += ["--smoke-steps", "40", "--pack-seconds", "2", "--max-steps", "40"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_a_cpu_rehearsal_of_the_lease_trains_every_job_and_brings_back_at_most_8
 ):
     out = tmp_path / "out"
     argv = ["campaign", "run", "--jobs", "denoise-gray,sr", "--out", str(out), "--work", str(tmp_path / "w")]
-    argv += ["--data-root", str(carried), "--seconds", "35", "--margin", "2", "--bench-seconds", "4", *TINY]
+    argv += ["--data-root", str(carried), "--seconds", "120", "--margin", "2", "--bench-seconds", "4", *TINY]
     assert main(argv) == 0
     files = sorted(p.name for p in out.iterdir())
     assert files == ["bench.json", "campaign.json", "campaign.log", "denoise-gray.tar", "sr.tar"]
@@ -83,7 +83,7 @@ def test_a_job_that_fails_its_smoke_test_is_dropped_and_a_lease_where_all_fail_s
             (broken / folder / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "out"
     argv = ["campaign", "run", "--out", str(out), "--work", str(tmp_path / "w"), "--data-root", str(broken)]
-    argv += ["--seconds", "30", "--margin", "2", "--bench-seconds", "0", *TINY]
+    argv += ["--seconds", "120", "--margin", "2", "--bench-seconds", "0", *TINY]
     assert main([*argv, "--jobs", "denoise-gray,sr"]) == 0
     log = (out / "campaign.log").read_text()
     assert "smoke: sr dropped" in log and "T91" in log
@@ -101,6 +101,15 @@ def test_the_train_flags_of_a_job_give_back_its_config():
     assert TrainConfig(**values) == config
     assert config.batch_size == 128 and config.dtype == "bf16" and config.steps == 5000
     assert config.ckpt_every * 0.01 <= 30  # a checkpoint at least every 30 s at the measured rate
+
+
+def test_the_loader_processes_go_to_the_jobs_that_use_them():
+    lease = campaign.CampaignConfig()  # two denoisers whose batches are made on the GPU, and sr
+    assert campaign.loader_workers(lease, cores=16) == 10
+    both = campaign.CampaignConfig(jobs=("jpeg", "jpeg-color"))
+    assert campaign.loader_workers(both, cores=16) == 6
+    recipe = campaign.gpu_recipe(campaign.JOBS["denoise-gray"], lease, steps=10, seconds_per_step=1)
+    assert recipe.patches_on_device and recipe.workers == 0
 
 
 def test_a_deadline_stops_training_with_a_checkpoint_that_resumes(carried, tmp_path):

@@ -56,6 +56,7 @@ __all__ = [
     "JOBS",
     "config_flags",
     "gpu_recipe",
+    "loader_workers",
     "pack_data",
     "pack_run",
     "render_lease",
@@ -124,12 +125,14 @@ class CampaignConfig:
         smoke_seconds: the smoke phase's time limit (a job that has not validated by then fails).
         bench_seconds: time kept for the benchmarks at the end (0 = none).
         pack_seconds: time kept for the last packing and the summary, after the runs.
+        max_steps: at most this many training steps per job (0 = as many as the time allows): a rehearsal.
         pack_every: seconds between two packings of every run into ``out``.
         device: "cuda", or "cpu" (the suite's rehearsal).
         batch_size, lr, warmup: the recipe (see :func:`gpu_recipe`).
         depth, width, patch_size: the model and patches (the shipped models: 30, 64, 50).
         init: start each job from its shipped weights (False: from scratch, e.g. a smaller model).
-        workers: loader processes per job.
+        workers: loader processes per job whose patches are not made on the device; 0 = the machine's
+            cores less two per job, shared among those jobs (:func:`loader_workers`).
         threads: PyTorch CPU threads per job.
     """
 
@@ -143,6 +146,7 @@ class CampaignConfig:
     smoke_seconds: float = 60.0
     bench_seconds: float = 45.0
     pack_seconds: float = 15.0
+    max_steps: int = 0
     pack_every: float = 30.0
     device: str = "cuda"
     batch_size: int = 128
@@ -152,7 +156,7 @@ class CampaignConfig:
     width: int = 64
     patch_size: int = 50
     init: bool = True
-    workers: int = 4
+    workers: int = 0
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -199,10 +203,20 @@ def gpu_recipe(
         channels_last=True,
         log_every=max(1, min(50, steps // 20)),
         ckpt_every=max(1, int(30 / max(seconds_per_step, 1e-6))),
-        workers=campaign.workers,
+        workers=0 if job.patches_on_device else loader_workers(campaign),
         threads=campaign.threads,
         device=campaign.device,
     )
+
+
+def loader_workers(campaign: CampaignConfig, cores: int | None = None) -> int:
+    """Loader processes for each job of a lease that uses them (``campaign.workers``, or if 0: the cores
+    left after two per job, shared evenly, at least 1)."""
+    if campaign.workers:
+        return campaign.workers
+    loading = sum(not JOBS[j].patches_on_device for j in campaign.jobs)
+    cores = cores or os.cpu_count() or 2
+    return max(1, (cores - 2 * len(campaign.jobs)) // max(1, loading))
 
 
 def config_flags(config: TrainConfig) -> list[str]:
@@ -498,6 +512,7 @@ def run_campaign(campaign: CampaignConfig, *, command: str = "") -> dict[str, An
             _say(out, f"train: {name} skipped, {seconds:.0f} s left after the smoke")
             continue
         steps = max(1, int(rate["steps_per_s"] * seconds * 0.9))
+        steps = min(steps, campaign.max_steps or steps)
         config = gpu_recipe(JOBS[name], campaign, steps=steps, seconds_per_step=1 / rate["steps_per_s"])
         init = _shipped(name)[0] if campaign.init else None
         run_dir = work / f"{name}-{campaign.device}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(t0))}"
