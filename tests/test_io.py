@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from conftest import png16_with_a_bad_idat_crc, tiff16_truncated
 from rednet import io as rio
 
 cv2 = pytest.importorskip("cv2")
@@ -742,29 +743,11 @@ def test_a_write_killed_mid_way_leaves_a_temp_file_that_is_no_image_and_is_remov
     assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "kept.png", *others])
 
 
-def _png16_with_a_bad_idat_crc(path: Path) -> None:
-    """A 16-bit colour PNG whose IDAT checksum is wrong: Pillow reads on, OpenCV's libpng prints an error."""
-    cv2.imwrite(str(path), noise((8, 8, 3), np.uint16))
-    data = bytearray(path.read_bytes())
-    at = data.find(b"IDAT")
-    (length,) = struct.unpack(">I", data[at - 4 : at])
-    data[at + 4 + length] ^= 1
-    path.write_bytes(bytes(data))
-
-
-def _tiff16_truncated(path: Path) -> None:
-    """A Deflate 16-bit TIFF cut short: libtiff (inside Pillow) prints "TIFFFillStrip: Read error"."""
-    rio.write_image(path, torch.rand(1, 3, 16, 16), rio.ImageInfo(bit_depth=16, compression="tiff_lzw"))
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) * 3 // 4])
-
-
-@pytest.mark.parametrize("make", [_png16_with_a_bad_idat_crc, _tiff16_truncated], ids=["png", "tiff"])
+@pytest.mark.parametrize("make", [png16_with_a_bad_idat_crc, tiff16_truncated], ids=["png", "tiff"])
 def test_native_decoder_messages_go_to_the_debug_log_not_to_stderr(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, make
 ) -> None:
-    path = tmp_path / ("bad.png" if make is _png16_with_a_bad_idat_crc else "bad.tif")
-    make(path)
+    path = make(tmp_path)
     with caplog.at_level("DEBUG", logger="rednet.io"), pytest.raises(rio.ImageError) as error:
         rio.read_image(path)
     assert "truncated or corrupt image file" in assert_one_line_naming(error, path)
