@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from conftest import png16_with_a_bad_idat_crc, tiff16_truncated
 from rednet.cli import build_parser, main
 
 TASK_FLAGS = {
@@ -77,6 +79,17 @@ def test_bad_input_gives_one_line_error_exit_1_and_is_not_modified(bad_inputs, t
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file left behind
 
 
+@pytest.mark.parametrize("make", [png16_with_a_bad_idat_crc, tiff16_truncated], ids=["png", "tiff"])
+def test_native_decoder_messages_do_not_come_before_the_one_line_error(tmp_path, capfd, make):
+    """libpng (in OpenCV) and libtiff (in Pillow) print on file descriptor 2, which capsys does not see."""
+    path = make(tmp_path)
+    assert (
+        main(["degrade", "--task", "denoise", "--sigma", "5", str(path), "-o", str(tmp_path / "o.png")]) == 1
+    )
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"rednet: error: {path}: truncated or corrupt image file")
+
+
 @pytest.mark.parametrize("task", ["denoise", "jpeg", "deblur", "inpaint"])
 def test_a_1x1_image_gives_a_1x1_result(tmp_path, task):
     src = tmp_path / "dot.png"
@@ -134,6 +147,140 @@ def test_degrade_never_overwrites_its_input_or_an_existing_file(photo, tmp_path,
         main(["degrade", "--task", "denoise", "--sigma", "25", str(photo), "-o", str(out), "--overwrite"])
         == 0
     )
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a model is loaded: the refusals below must come before any model loads."""
+    from rednet import zoo
+
+    def load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the outputs were checked")
+
+    monkeypatch.setattr(zoo, "load", load)
+
+
+def small_images(folder: Path, names: list[str], side: int = 24) -> list[Path]:
+    """Distinct gray crops of the camera picture, written as folder/NAME."""
+    paths = []
+    for i, name in enumerate(names):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(data.camera()[i * side : (i + 1) * side, :side]).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"], ["--skip-existing"]])
+@pytest.mark.parametrize("spelling", ["same", "folder-into-itself", "hard-link", "symlink"])
+def test_restore_never_writes_over_an_input_whatever_the_flags(tmp_path, capsys, no_model, flags, spelling):
+    (src,) = small_images(tmp_path / "d", ["x.png"])
+    before = digest(src)
+    inputs, output = [str(src)], tmp_path / "out.png"
+    if spelling == "same":
+        output = src
+    elif spelling == "folder-into-itself":
+        inputs, output = [str(src.parent)], src.parent
+    elif spelling == "hard-link":
+        os.link(src, output)
+    else:
+        output.symlink_to(src)
+    assert main(["restore", "--task", "denoise", *inputs, "-o", str(output), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rednet: error: ")
+    assert "is an input file; refusing to overwrite it" in err
+    assert digest(src) == before
+
+
+def test_restore_mirrors_the_folders_below_a_glob_and_refuses_two_inputs_for_one_output(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    small_images(Path("d"), ["a/x.png", "b/x.png", "top.png"])
+    assert main(["restore", "--task", "denoise", "d/**/*.png", "-o", "out", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["restored"] == 3
+    written = sorted(str(p.relative_to("out")) for p in Path("out").rglob("*") if p.is_file())
+    assert written == ["a/x.png", "b/x.png", "top.png"]
+    for name in ("a/x.png", "b/x.png"):  # each output is the restored image of its own input
+        assert (
+            np.abs(np.asarray(Image.open(f"out/{name}"), float) - np.asarray(Image.open(f"d/{name}"))).mean()
+            < 8
+        )
+    # Named one by one (or as two folders), the two x.png would be one output: refused before any work.
+    from rednet import zoo
+
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("a model was loaded"))
+    for inputs in (["d/a/x.png", "d/b/x.png"], ["d/a", "d/b"]):
+        assert main(["restore", "--task", "denoise", *inputs, "-o", "out2", "--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            "rednet: error: out2/x.png: both d/a/x.png and d/b/x.png would be restored to this file; "
+            "restore them in separate runs or to separate folders\n"
+        )
+    assert not Path("out2").exists()
+
+
+def test_restore_refuses_existing_outputs_naming_the_flags_before_any_model_loads(tmp_path, capsys, no_model):
+    src, other = small_images(tmp_path, ["a.png", "b.png"])
+    (tmp_path / "out").mkdir()
+    existing = tmp_path / "out" / "a.png"
+    existing.write_bytes(b"keep me")
+    for argv in ([str(src), "-o", str(existing)], [str(src), str(other), "-o", str(tmp_path / "out")]):
+        assert main(["restore", "--task", "denoise", *argv]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"rednet: error: {existing}: already exists; "
+            "pass --overwrite to replace or --skip-existing to keep\n"
+        )
+    assert existing.read_bytes() == b"keep me" and not (tmp_path / "out" / "b.png").exists()
+    assert main(["degrade", "--task", "denoise", "--sigma", "5", str(src), "-o", str(existing)]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"rednet: error: {existing}: already exists; pass --overwrite to replace it\n"
+    )
+
+
+def test_a_folder_restore_killed_with_sigkill_is_finished_by_skip_existing(tmp_path, capsys):
+    """kill -9 mid-folder: every visible output is complete, and a re-run with --skip-existing restores
+    only the rest, removes the killed run's temporary files, and exits 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rednet import io
+
+    names = [f"{i}.png" for i in range(6)]
+    small_images(tmp_path / "in", names, side=80)
+    out = tmp_path / "out"
+    argv = ["restore", "--task", "denoise", str(tmp_path / "in"), "-o", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(io.__file__).parents[1])}
+    child = subprocess.Popen([sys.executable, "-m", "rednet", *argv], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(io.is_image_file(p) for p in out.iterdir())):
+            assert child.poll() is None and time.monotonic() < deadline, (
+                "the run ended before its first output"
+            )
+            time.sleep(0.005)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    done = sorted(p.name for p in out.iterdir() if io.is_image_file(p))
+    assert 1 <= len(done) < len(names), "the kill did not land mid-folder"
+    for name in done:  # complete: readable, full size
+        assert io.read_image(out / name)[0].shape == (1, 1, 80, 80)
+    stale = out / f".{names[-1]}.0badc0de.rednet-tmp"  # as a kill during a write leaves it
+    stale.write_bytes(b"")
+    assert main([*argv, "--skip-existing", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["skipped"] == len(done) and summary["restored"] == len(names) - len(done)
+    assert {r["input"] for r in summary["results"] if r.get("skipped")} == {
+        str(tmp_path / "in" / n) for n in done
+    }
+    assert sorted(p.name for p in out.iterdir()) == names  # no temporary file left
+    for name in done:
+        assert io.read_image(out / name)[0].shape == (1, 1, 80, 80)
 
 
 def test_degrade_is_seeded(photo, tmp_path):

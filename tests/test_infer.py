@@ -28,7 +28,7 @@ def random_model(config=RED10, **changes) -> REDNet:
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("size", [(37, 53), (64, 64), (101, 29)])
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (101, 29), (3, 200), (250, 5)])
 def test_tiled_output_equals_whole_image_output(stride, channels, size):
     model = random_model(RED30 if stride == 1 else RED10, stride=stride, channels=channels)
     x = torch.rand(1, channels, *size, generator=torch.Generator().manual_seed(1))
@@ -45,6 +45,39 @@ def test_tiled_of_a_whole_image_function_needs_the_margin():
     x = torch.rand(1, 1, 30, 41)
     assert torch.allclose(tiled(box, x, tile=8, margin=2), box(x), atol=1e-6)
     assert not torch.allclose(tiled(box, x, tile=8, margin=0), box(x), atol=1e-3)
+
+
+class _CountedError(Exception):
+    """Raised by on_tile once the tile count is known, so that nothing is computed."""
+
+
+@pytest.mark.parametrize(
+    ("size", "tiles"), [((3, 100_000), 2), ((100_000, 3), 2), ((1, 600_000), 3), ((1024, 1024), 4)]
+)
+def test_auto_tiles_follow_pixels_so_a_strip_is_cut_into_few_long_tiles(size, tiles):
+    """Tiles are chosen by area: a 3 x 100000 strip is 300000 pixels, 2 tiles of at most 512 x 512 pixels,
+    not 196 tiles of 3 x 512 (each computed from 3 x 634 input pixels), which took 89 s."""
+    counts = []
+
+    def count(done: int, total: int) -> None:
+        counts.append(total)
+        raise _CountedError
+
+    with pytest.raises(_CountedError):
+        restore(random_model(RED10), torch.zeros(1, 1, *size), on_tile=count)
+    assert counts == [tiles]
+
+
+def test_the_tiles_of_a_strip_hold_at_most_the_area_of_a_square_tile():
+    blocks: list[tuple[int, int]] = []
+    x = torch.rand(1, 1, 3, 100_000)
+
+    def identity(t: torch.Tensor) -> torch.Tensor:
+        blocks.append(tuple(t.shape[-2:]))
+        return t
+
+    assert torch.equal(tiled(identity, x, tile=512, margin=61), x)
+    assert len(blocks) == 2 and all(h * w <= 512 * 512 + 2 * 61 * 3 for h, w in blocks)
 
 
 def test_self_ensemble_uses_8_distinct_invertible_transforms():

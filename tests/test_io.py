@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from conftest import png16_with_a_bad_idat_crc, tiff16_truncated
 from rednet import io as rio
 
 cv2 = pytest.importorskip("cv2")
@@ -675,9 +677,7 @@ def test_refuses_to_overwrite_existing_file(tmp_path: Path) -> None:
     before = sha256(target)
     with pytest.raises(FileExistsError) as error:
         rio.write_image(target, torch.ones(1, 1, 2, 2))
-    assert assert_one_line_naming(error, target).endswith(
-        "already exists; pass overwrite=True (or --overwrite) to replace it"
-    )
+    assert assert_one_line_naming(error, target).endswith("already exists; pass overwrite=True to replace it")
     assert sha256(target) == before
     assert os.listdir(tmp_path) == ["o.png"]
 
@@ -690,21 +690,72 @@ def test_overwrite_true_replaces_existing_file(tmp_path: Path) -> None:
         assert np.asarray(im).tolist() == [[255, 255], [255, 255]]
 
 
-def test_refuses_to_write_onto_protected_input(tmp_path: Path) -> None:
+def test_refuses_to_write_onto_protected_input_even_with_overwrite(tmp_path: Path) -> None:
     src = tmp_path / "in.png"
     Image.new("L", (2, 2), 9).save(src)
     before = sha256(src)
     (tmp_path / "sub").mkdir()
     link = tmp_path / "link.png"
     link.symlink_to(src)
+    hard = tmp_path / "sub" / "hard.png"
+    os.link(src, hard)  # another name for the same file (same st_dev and st_ino)
     x = torch.ones(1, 1, 2, 2)
-    for spelling in (src, tmp_path / "sub" / ".." / "in.png", link):
-        with pytest.raises(FileExistsError) as error:
-            rio.write_image(spelling, x, protect=[src])
-        assert "is an input file" in assert_one_line_naming(error, spelling)
-    assert sha256(src) == before
-    rio.write_image(src, x, protect=[src], overwrite=True)
-    assert sha256(src) != before
+    for spelling in (src, tmp_path / "sub" / ".." / "in.png", link, hard):
+        for overwrite in (False, True):
+            with pytest.raises(FileExistsError) as error:
+                rio.write_image(spelling, x, protect=[src], overwrite=overwrite)
+            assert "is an input file" in assert_one_line_naming(error, spelling)
+    assert sha256(src) == before and sha256(hard) == before
+
+
+def test_a_write_killed_mid_way_leaves_a_temp_file_that_is_no_image_and_is_removed_later(
+    tmp_path: Path,
+) -> None:
+    """kill -9 inside write_image skips every cleanup: what it leaves must not pass for an input, and
+    remove_stale_temps clears it, and only it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.png"
+    killed = (
+        "import os, signal, sys, torch\n"
+        "from PIL import Image\n"
+        "from rednet import io\n"
+        "def save(self, fp, *args, **kwargs):\n"
+        "    fp.write(b'partial')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "Image.Image.save = save\n"
+        "io.write_image(sys.argv[1], torch.zeros(1, 3, 4, 4))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", killed, str(out)], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    (left,) = tmp_path.iterdir()
+    assert not out.exists() and left.name.startswith(".o.png.")
+    assert not rio.is_image_file(left)
+    Image.new("L", (2, 2)).save(tmp_path / "kept.png")
+    others = [tmp_path / ".other.png.0123abcd.rednet-tmp", tmp_path / "notes.rednet-tmp"]
+    for other in others:
+        other.write_bytes(b"")
+    from rednet.data import list_images
+
+    assert list_images(tmp_path) == [tmp_path / "kept.png"]
+    assert rio.remove_stale_temps([out]) == [left]
+    assert sorted(tmp_path.iterdir()) == sorted([tmp_path / "kept.png", *others])
+
+
+@pytest.mark.parametrize("make", [png16_with_a_bad_idat_crc, tiff16_truncated], ids=["png", "tiff"])
+def test_native_decoder_messages_go_to_the_debug_log_not_to_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, make
+) -> None:
+    path = make(tmp_path)
+    with caplog.at_level("DEBUG", logger="rednet.io"), pytest.raises(rio.ImageError) as error:
+        rio.read_image(path)
+    assert "truncated or corrupt image file" in assert_one_line_naming(error, path)
+    assert capfd.readouterr().err == ""  # file descriptor 2 included: capfd sees what C code prints
+    assert any(r.levelname == "DEBUG" and str(path) in r.getMessage() for r in caplog.records)
+    print("stderr still works", file=sys.stderr)  # and descriptor 2 is back where it was
+    os.write(2, b"fd 2 too\n")
+    assert capfd.readouterr().err == "stderr still works\nfd 2 too\n"
 
 
 def test_rejects_unknown_suffix_and_bad_tensors(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -136,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         required=True,
-        help="output file (one input) or folder (outputs keep the input's name and format)",
+        help="output file (one input) or folder: outputs keep the input's name and format, and the folders "
+        "below a folder or a glob's fixed part ('d/**/*.png' -o out/: d/a/x.png -> out/a/x.png)",
     )
     p.add_argument(
         "--save-mask",
@@ -159,7 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="bfloat16 autocast (default: on for GPUs and CPUs with native bf16)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never the inputs)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (never the inputs)"
+    )
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep existing outputs and skip their inputs (finish a set after an interruption)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object with every file's result")
     p.set_defaults(run=cmd_restore)
 
@@ -823,6 +833,12 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     from rednet.evaluate import inpaint_damage, kernel_by_name
 
     _eval_config(args, dataset=".")  # validates the task's level flags
+    saves_mask = args.task == "inpaint" and args.save_mask is not None
+    targets = [args.output, *([args.save_mask] if saves_mask else [])]
+    _check_targets([(args.input, t) for t in targets], [args.input])
+    existing = _existing(targets)
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite to replace it")
     x, info = io.read_image(args.input)
     rng = np.random.default_rng(args.seed)
     alpha, mask = info.alpha, None
@@ -847,24 +863,67 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files, folders (their images, sorted) and glob patterns -> image paths, first occurrence kept."""
+def _expand_inputs(inputs: list[str]) -> dict[Path, Path]:
+    """Files, folders (their images, sorted) and glob patterns -> {image path: its path below its root},
+    first occurrence kept. The root of a folder is the folder, of a file its parent, of a glob pattern its
+    fixed part (``d`` in ``d/**/*.png``), so that outputs can mirror the folders below it."""
     import glob
 
     from rednet.data import list_images
 
-    paths: list[Path] = []
+    def magic(part: str) -> bool:
+        return any(ch in part for ch in "*?[")
+
+    paths: dict[Path, Path] = {}
     for item in inputs:
-        if any(ch in item for ch in "*?[") and not Path(item).exists():
+        if magic(item) and not Path(item).exists():
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise FileNotFoundError(f"{item}: no file matches this pattern")
-            paths.extend(Path(m) for m in matches if not Path(m).is_dir())
+            fixed = list(itertools.takewhile(lambda part: not magic(part), Path(item).parts))
+            root = Path(*fixed) if fixed else Path(".")
+            for m in matches:
+                if not Path(m).is_dir():
+                    paths.setdefault(Path(m), Path(os.path.relpath(m, root)))
         elif Path(item).is_dir():
-            paths.extend(list_images(item))
+            for path in list_images(item):
+                paths.setdefault(path, Path(path.name))
         else:
-            paths.append(Path(item))  # a bad path is reported when it is read
-    return list(dict.fromkeys(paths))
+            paths.setdefault(Path(item), Path(Path(item).name))  # a bad path is reported when it is read
+    return paths
+
+
+def _existing(targets: list[Path]) -> list[Path]:
+    """The targets that exist (a dangling link counts: writing would replace it)."""
+    return [t for t in targets if t.exists() or t.is_symlink()]
+
+
+def _check_targets(pairs: list[tuple[Path, Path]], protected: list[Path]) -> None:
+    """Refuse, before any work, (input, output) pairs whose output is also another pair's output, or is one
+    of the ``protected`` files (the inputs: same file through any spelling, link or hard link)."""
+    from rednet import io
+
+    writers: dict[str, Path] = {}
+    for source, target in pairs:
+        key = os.path.normcase(os.path.abspath(target))
+        if key in writers and writers[key] != source:
+            raise ValueError(
+                f"{target}: both {writers[key]} and {source} would be restored to this file; "
+                "restore them in separate runs or to separate folders"
+            )
+        writers[key] = source
+
+    def inode(path: Path) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:  # missing (an input is then reported when read; an output is new)
+            return None
+        return st.st_dev, st.st_ino
+
+    inputs = {inode(path) for path in protected} - {None}
+    for _, target in pairs:
+        if inode(target) in inputs:
+            raise FileExistsError(io.input_message(target))
 
 
 def _blind_inpainting(args: argparse.Namespace) -> bool:
@@ -923,7 +982,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         )
     if args.save_mask is not None and zoo.detect_and_fill() is None:
         raise ValueError("--save-mask needs the damage model (inpaint-detect), which is not installed")
-    files = _expand_inputs(args.inputs)
+    below = _expand_inputs(args.inputs)
+    files = list(below)
     if args.mask is not None:
         io.read_mask(args.mask)  # a bad mask stops here, before any work
     single = len(files) == 1 and io.is_image_file(args.output) and not args.output.is_dir()
@@ -931,20 +991,47 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for flag, path in (("", args.output), ("--save-mask ", args.save_mask)):
         if path is not None and len(files) > 1 and io.is_image_file(path):
             raise ValueError(f"{flag}{path}: several inputs need a folder, not a file name")
+    plan = []  # (input, output, found mask or None), every path known before any model loads
+    for path, rel in below.items():
+        found = None
+        if args.save_mask is not None:
+            found = args.save_mask if one_mask else args.save_mask / rel.parent / f"{rel.stem}-mask.png"
+        plan.append((path, args.output if single else args.output / rel, found))
+    pairs = [(path, t) for path, out, found in plan for t in (out, found) if t is not None]
+    _check_targets(pairs, [*files, *([args.mask] if args.mask is not None else [])])
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    mine = plan[rank::world]
+    targets = [t for _, out, found in mine for t in (out, found) if t is not None]
+    existing = _existing(targets)
+    if existing and not (args.overwrite or args.skip_existing):
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise FileExistsError(
+            f"{existing[0]}: already exists{more}; pass --overwrite to replace or --skip-existing to keep"
+        )
+    io.remove_stale_temps(targets)  # left by a run killed while writing these outputs
+
+    def kept(target: Path | None) -> bool:
+        """Whether --skip-existing keeps this output as it is (a mask counts as kept when not asked for)."""
+        return target is None or (args.skip_existing and bool(_existing([target])))
+
     want_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = (
         torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if want_cuda else torch.device("cpu")
     )
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if want_cuda else "gloo")
-    mine = files[rank::world]
     bf16 = native_bf16(device) if args.bf16 is None else args.bf16
     models: dict[int, tuple] = {}
     results = []
-    for path in mine:
+    for path, out, found in mine:
         record = {"input": str(path), "rank": rank}
         start = time.perf_counter()
+        if kept(out) and kept(found):
+            record.update(output=str(out), skipped=True, seconds=0.0)
+            results.append(record)
+            if not args.json:
+                print(f"{path}: skipped, {out} exists", file=sys.stderr)
+            continue
         try:
             x, info = io.read_image(path)
             channels = x.shape[1]
@@ -957,21 +1044,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
             model, detector = models[channels]
             mask = None if args.mask is None else io.read_mask(args.mask, size=x.shape[-2:])
             options = {"tile": args.tile or "auto", "ensemble": args.ensemble, "bf16": bf16}
-            out = args.output if single else args.output / path.name
             if detector is not None:
                 mask = find_damage(detector, x, tile=options["tile"], bf16=bf16)
-                if args.save_mask is not None:
-                    found = args.save_mask if one_mask else args.save_mask / f"{path.stem}-mask.png"
-                    written_mask = io.write_image(
-                        found, 1 - mask, overwrite=args.overwrite, protect=[*files, out]
-                    )
-                    record["mask"] = str(written_mask)
+                if found is not None:
+                    if not kept(found):  # with --skip-existing, a mask written before a kill stays
+                        io.write_image(found, 1 - mask, overwrite=args.overwrite, protect=files)
+                    record["mask"] = str(found)
             y = restore(model, x, mask=mask, **options)
-            written = io.write_image(
-                out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
-            )
+            if not kept(out):
+                io.write_image(
+                    out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
+                )
             record.update(
-                output=str(written),
+                output=str(out),
                 model=model.card.get("name")
                 if detector is None
                 else f"{detector.card.get('name')} + {model.card.get('name')}",
@@ -992,10 +1077,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         results = [r for part in gathered for r in part]
         dist.destroy_process_group()  # a live gloo group aborts the process at exit
     failed = [r for r in results if "error" in r]
+    skipped = [r for r in results if r.get("skipped")]
     if rank == 0:
         summary = {
             "files": len(results),
-            "restored": len(results) - len(failed),
+            "restored": len(results) - len(failed) - len(skipped),
+            "skipped": len(skipped),
             "failed": len(failed),
             "processes": world,
             "bf16": bf16,
@@ -1008,6 +1095,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         else:
             print(
                 f"restored {summary['restored']} of {summary['files']} file(s)"
+                + (f"; {len(skipped)} skipped (outputs exist)" if skipped else "")
                 + (f"; {len(failed)} failed" if failed else ""),
                 file=sys.stderr,
             )

@@ -1,9 +1,11 @@
 """Inference: restore images of any size with a RED-Net, exactly tiled, optionally self-ensembled.
 
-* :func:`tiled` splits the output into ``tile`` x ``tile`` blocks and runs the network on each block plus a
-  margin of at least half the receptive field (61 px for RED30), clipped at the image border. Every output
-  pixel then sees exactly the input it would see in one whole-image pass, so the tiled result equals the
-  whole-image result (to float rounding), while memory is bounded by the tile.
+* :func:`tiled` splits the output into blocks of ``tile`` x ``tile`` pixels (a strip thinner than ``tile``:
+  blocks of its whole height or width, of the same area, :func:`tile_shape`) and runs the network on each
+  block plus a margin of at least half the receptive field (61 px for RED30), clipped at the image border.
+  Every output pixel then sees exactly the input it would see in one whole-image pass, so the tiled result
+  equals the whole-image result (to float rounding), while memory is bounded by the tile's area and time
+  follows the pixels.
 * :func:`self_ensemble` is the paper's self-ensemble (§2.4, ``netforward.m``): the 8 flips/rotations of the
   input are restored, turned back and averaged.
 * :func:`restore` applies a model to a batch whose channels may differ from the model's: a colour image
@@ -37,6 +39,7 @@ __all__ = [
     "restore",
     "reuse_freed_memory",
     "self_ensemble",
+    "tile_shape",
     "tiled",
 ]
 
@@ -77,8 +80,22 @@ def margin_for(model: REDNet) -> int:
     return math.ceil(half / s) * s
 
 
-def _starts(length: int, tile: int) -> list[int]:
-    return list(range(0, length, tile))
+def tile_shape(h: int, w: int, tile: int, align: int = 1) -> tuple[int, int]:
+    """(height, width) of the output blocks of an ``h`` x ``w`` image for the tile side ``tile``.
+
+    Blocks are ``tile`` x ``tile``, except in a strip thinner than ``tile``: there a block is the strip's
+    whole height (or width) and as long as the area ``tile * tile`` allows. Cut into squares, a 3 x 100000
+    strip at tile 512 is 196 blocks, each of 3 x 634 input pixels for 3 x 512 output pixels (RED30's
+    margin), and per-block costs dominate; by area it is 2 blocks, and time follows the pixels. Sides are
+    rounded up to a multiple of ``align`` (the stride of a strided model).
+    """
+    if h < tile:
+        shape = (h, max(tile, tile * tile // h))
+    elif w < tile:
+        shape = (max(tile, tile * tile // w), w)
+    else:
+        shape = (tile, tile)
+    return (shape[0] + (-shape[0]) % align, shape[1] + (-shape[1]) % align)
 
 
 def tiled(
@@ -97,7 +114,9 @@ def tiled(
     Args:
         fn: (N, C, h, w) -> (N, C', h, w).
         x: (N, C, H, W) input.
-        tile: side of the output blocks (each is computed from at most ``tile + 2 * margin`` pixels).
+        tile: side of the output blocks, which hold ``tile * tile`` output pixels (in a strip thinner than
+            ``tile``, of its whole height or width: :func:`tile_shape`), each computed from them plus at most
+            ``margin`` pixels on each side.
         margin: context pixels on each side of a block (clipped at the image border, where the whole-image
             pass sees the same border).
         align: block windows start on multiples of this (the stride of a strided model).
@@ -111,10 +130,9 @@ def tiled(
     if tile < 1 or margin < 0:
         raise ValueError(f"tile must be >= 1 and margin >= 0, got tile={tile}, margin={margin}")
     n, c, h, w = x.shape
-    if tile % align:
-        tile += align - tile % align
+    tile_h, tile_w = tile_shape(h, w, tile, align)
     out = None
-    blocks = [(top, left) for top in _starts(h, tile) for left in _starts(w, tile)]
+    blocks = [(top, left) for top in range(0, h, tile_h) for left in range(0, w, tile_w)]
     iterator = blocks
     if progress and len(blocks) > 1:
         from tqdm import tqdm
@@ -123,7 +141,7 @@ def tiled(
     if on_tile is not None:
         on_tile(0, len(blocks))
     for done, (top, left) in enumerate(iterator, 1):
-        bottom, right = min(top + tile, h), min(left + tile, w)
+        bottom, right = min(top + tile_h, h), min(left + tile_w, w)
         y0, x0 = max(0, top - margin), max(0, left - margin)
         y0, x0 = y0 - y0 % align, x0 - x0 % align
         y1, x1 = min(h, bottom + margin), min(w, right + margin)
@@ -216,7 +234,8 @@ def restore(
         x: (N, C, H, W) float32 in [0, 1], C = 1 or 3, any H and W (1x1 included).
         mask: (N or 1, 1, H, W) float, 1 = pixel known, 0 = pixel to fill: required by a mask-aware
             inpainting model (``model.config.mask_input``), refused by any other.
-        tile: output block side for tiled inference; None = one pass; "auto" = :func:`auto_tile`.
+        tile: output block side for tiled inference (blocks of ``tile * tile`` pixels, :func:`tile_shape`);
+            None = one pass; "auto" = :func:`auto_tile`.
         ensemble: average the 8 flips/rotations (about 8x slower; "slightly better" in the paper).
         bf16: bfloat16 autocast (fast on CPUs with AVX-512 BF16 / AMX and on GPUs).
         channels_last: channels-last memory format (faster with oneDNN).

@@ -36,7 +36,13 @@ with the same :class:`ImageError` even when ``max_pixels`` is larger.
 Writing (:func:`write_image`) picks the format from the file suffix, keeps 16 bits where the
 format allows it (PNG, TIFF), re-attaches alpha (PNG, TIFF, WebP), the ICC profile and EXIF, and
 writes atomically: the file appears complete or not at all, and an existing file is replaced only
-with ``overwrite=True``.
+with ``overwrite=True``; a file listed in ``protect=`` (the inputs) never is. The temporary file is
+``.NAME.XXXXXXXX.rednet-tmp`` beside the output: no image suffix, so no lister of images takes one
+that a killed process left behind for an input, and :func:`remove_stale_temps` clears them.
+
+Native decoders (libpng inside OpenCV, libtiff inside Pillow) print their complaints on the process's
+standard error; :func:`read_image` sends them, and Pillow's warnings, to this module's debug log instead, so
+that a bad file gives only the one-line error below.
 
 Every expected failure on bad input raises :class:`ImageError` (a ``ValueError``) whose message
 is one line naming the file, e.g. ``"photo.png: truncated or corrupt image file (image file is
@@ -53,9 +59,12 @@ import re
 import secrets
 import stat
 import struct
+import sys
+import tempfile
+import threading
 import warnings
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -75,6 +84,7 @@ __all__ = [
     "is_image_file",
     "max_pixels",
     "read_image",
+    "remove_stale_temps",
     "replace_atomically",
     "tensor_to_array",
     "tensor_to_uint8",
@@ -131,6 +141,9 @@ _GPS_IFD = 0x8825
 # the others describe the TIFF's own layout.
 _TIFF_EXIF_TAGS = (270, 271, 272, 274, 305, 306, 315, 33432)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEMP_SUFFIX = ".rednet-tmp"
+# Redirecting file descriptor 2 is process-wide: one decode at a time may do it.
+_STDERR_LOCK = threading.Lock()
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights for R, G, B: Pillow's ``convert("L")``, used by ``mode="gray"``."""
@@ -361,6 +374,37 @@ def read_image(
 _resolve_max_pixels = max_pixels  # read_image's argument shadows the public name
 
 
+@contextlib.contextmanager
+def _native_messages_to_log(name: str) -> Iterator[None]:
+    """Meanwhile, send what C libraries write on file descriptor 2, and Python warnings, to the debug log.
+
+    libpng (inside OpenCV) and libtiff (inside Pillow) print on the process's standard error ("libpng
+    error: IDAT: CRC error", "TIFFFillStrip: Read error on strip 0"), and Pillow warns ("Corrupt EXIF
+    data"), before :func:`read_image` raises its own one-line error. Where descriptor 2 cannot be
+    duplicated (closed), only the warnings are caught.
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as capture, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:
+            saved = None
+        if saved is not None:
+            os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            capture.seek(0)
+            printed = capture.read().decode(errors="replace")
+            for message in [*printed.splitlines(), *(str(w.message) for w in caught)]:
+                if message.strip():
+                    logger.debug("%s: %s", name, message.strip())
+
+
 def read_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> torch.Tensor:
     """Read an inpainting mask: a black-and-white image, white (>= half) where the image is damaged.
 
@@ -412,7 +456,8 @@ def _open(fp: IO[bytes], name: str, limit: int) -> Image.Image:
         # We check the size ourselves below; Pillow's warning (above ~89 MP) is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            im = Image.open(fp, formats=_READ_FORMATS)
+            with _native_messages_to_log(name):
+                im = Image.open(fp, formats=_READ_FORMATS)
         except UnidentifiedImageError:
             raise ImageError(f"{name}: {_unidentified_reason(fp)}") from None
         except Image.DecompressionBombError as e:
@@ -470,7 +515,8 @@ def _decode(im: Image.Image, fp: IO[bytes], path: Path, name: str) -> tuple[torc
     # PNG: there getexif() loads the image, and Pillow leaves the tag alone.)
     stored_orientation = _header_orientation(im) if fmt == "TIFF" else 1
     try:
-        im.load()
+        with _native_messages_to_log(name):
+            im.load()
     except _DECODE_ERRORS as e:
         raise ImageError(f"{name}: truncated or corrupt image file ({_one_line(e)})") from None
     if getattr(im, "n_frames", 1) > 1:
@@ -565,7 +611,8 @@ def _decode_16bit(
     data = fp.read()
     if orientation != 1:
         data = _png_without_exif(data) if fmt == "PNG" else _tiff_with_orientation_1(data)
-    a = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)  # BGR(A), as stored
+    with _native_messages_to_log(name):
+        a = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)  # BGR(A), as stored
     if a is None or a.dtype != np.uint16 or a.ndim != 3:
         raise ImageError(f"{name}: truncated or corrupt image file (OpenCV cannot decode its 16-bit data)")
     a = _orient(a, orientation)
@@ -822,9 +869,9 @@ def write_image(
         info: From :func:`read_image` of the source, or ``None`` (8-bit, no alpha or metadata).
             Its alpha, if used, must be (1, 1, H, W) with x's H and W (resize it yourself after
             super-resolution).
-        overwrite: Replace an existing file, even one listed in ``protect``.
-        protect: Files that must never be written (typically the inputs); compared after
-            resolving links (same file, not same spelling).
+        overwrite: Replace an existing file (never one listed in ``protect``).
+        protect: Files that must never be written (typically the inputs), whatever ``overwrite``
+            says; compared as files, not spellings (links, hard links, ``..`` are seen through).
         bit_depth: 8 or 16 to override ``info.bit_depth``; 16 needs PNG or TIFF.
         quality: JPEG and lossy WebP quality, 1-100.
 
@@ -832,7 +879,7 @@ def write_image(
         The path written.
 
     Raises:
-        FileExistsError: If the file exists, or is in ``protect``, and ``overwrite`` is False.
+        FileExistsError: If the file is in ``protect``, or exists and ``overwrite`` is False.
         IsADirectoryError: If ``path`` is a directory.
         ValueError: If ``x``, ``info.alpha``, ``bit_depth``, ``quality`` or the suffix is invalid.
         OSError: If the file cannot be written (the target is then unchanged).
@@ -890,18 +937,19 @@ def _check_target(path: Path, overwrite: bool, protect: Iterable[str | os.PathLi
     """Refuse to write onto a directory, a protected file or (without overwrite) an existing file."""
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory; give an output file name")
-    if overwrite:
-        return
     for p in protect:
-        if _same_file(path, Path(p)):
-            raise FileExistsError(
-                f"{path}: is an input file; refusing to overwrite it (pass overwrite=True, or --overwrite)"
-            )
-    if path.exists() or path.is_symlink():
+        if same_file(path, Path(p)):
+            raise FileExistsError(input_message(path))
+    if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(_exists_message(path))
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def input_message(path: Path) -> str:
+    """The message for refusing to write over an input file (whatever the flags)."""
+    return f"{path}: is an input file; refusing to overwrite it (inputs are never replaced: write elsewhere)"
+
+
+def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name the same file (same inode if both exist, else same resolved path)."""
     try:
         if a.exists() and b.exists():
@@ -946,15 +994,42 @@ def _write_atomically(path: Path, encode: Any, overwrite: bool) -> None:
 
 
 def _create_temp(path: Path) -> tuple[Path, int]:
-    """Create an empty hidden file beside ``path`` (honouring the umask, unlike mkstemp's 0600)."""
+    """Create an empty hidden file beside ``path`` (honouring the umask, unlike mkstemp's 0600), named
+    ``.NAME.XXXXXXXX.rednet-tmp``: without an image suffix, so that no image lister takes it for an input."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
         try:
             return tmp, os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
     raise FileExistsError(f"{path.parent}: cannot create a temporary file for {path.name}")
+
+
+def remove_stale_temps(outputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Remove the temporary files that writes of ``outputs`` killed mid-way (``kill -9``, power loss) left.
+
+    Only this module's own pattern for these very outputs, ``.NAME.XXXXXXXX.rednet-tmp`` beside each
+    (8 hex digits), is removed: other files, and the temporary files of other outputs, are left alone.
+    Each folder is read once.
+
+    Returns:
+        The files removed.
+    """
+    names: dict[Path, set[str]] = {}
+    for output in map(Path, outputs):
+        names.setdefault(output.parent, set()).add(output.name)
+    pattern = re.compile(rf"\.(.+)\.[0-9a-f]{{8}}{re.escape(_TEMP_SUFFIX)}")
+    removed = []
+    for folder, wanted in names.items():
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
+            for entry in entries:
+                match = pattern.fullmatch(entry.name)
+                if match and match.group(1) in wanted and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
+    return removed
 
 
 def _link_no_clobber(tmp: Path, path: Path) -> None:
@@ -971,7 +1046,7 @@ def _link_no_clobber(tmp: Path, path: Path) -> None:
 
 def _exists_message(path: Path) -> str:
     """The message for refusing to replace an existing file."""
-    return f"{path}: already exists; pass overwrite=True (or --overwrite) to replace it"
+    return f"{path}: already exists; pass overwrite=True to replace it"
 
 
 def _encoder(fmt: str, samples: np.ndarray, info: ImageInfo | None, quality: int) -> Any:
