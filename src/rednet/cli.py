@@ -848,6 +848,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     files = _expand_inputs(args.inputs)
     if args.mask is not None:
         io.read_mask(args.mask)  # a bad mask stops here, before any work
+    if args.weights is not None:
+        zoo.verify_weights(args.weights)  # so does a damaged weights file
     single = len(files) == 1 and io.is_image_file(args.output) and not args.output.is_dir()
     one_mask = len(files) == 1 and io.is_image_file(args.save_mask or "") and not args.save_mask.is_dir()
     for flag, path in (("", args.output), ("--save-mask ", args.save_mask)):
