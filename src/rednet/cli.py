@@ -480,7 +480,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels", type=int, default=1, choices=[1, 3], help="--bench: 1 gray, 3 RGB (default 1)"
     )
     p.set_defaults(run=cmd_serve)
+    _add_fuzz_api_parser(sub)
     return parser
+
+
+def _add_fuzz_api_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fuzz-api",
+        help="schemathesis against the HTTP API of rednet serve, in process, all default checks (JSON)",
+    )
+    p.add_argument("--cases", type=int, default=3000, help="size of the run (default 3000)")
+    p.add_argument("--seed", type=int, default=0, help="schemathesis' seed (default 0)")
+    p.set_defaults(run=cmd_fuzz_api)
+
+
+def cmd_fuzz_api(args: argparse.Namespace) -> int:
+    from rednet.fuzz_api import run_api_fuzz
+
+    result = run_api_fuzz(args.cases, args.seed)
+    print(json.dumps(result, indent=2))
+    return 1 if result["failures"] or result["server_errors"] else 0
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
