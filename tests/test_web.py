@@ -670,3 +670,8 @@ def test_schemathesis_with_every_default_check_finds_nothing_in_a_small_run():
     assert result["server_errors"] == 0 and result["cases"] >= 120
     assert result["phases"]["stateful"] > 0 and result["statuses"].get("202", 0) > 0  # real job ids followed
     json.dumps(result)
+
+
+def test_the_cli_has_fuzz_api_with_cases_and_seed():
+    args = build_parser().parse_args(["fuzz-api", "--cases", "7", "--seed", "3"])
+    assert (args.cases, args.seed, args.run.__name__) == (7, 3, "cmd_fuzz_api")

@@ -10,17 +10,22 @@ The app (FastAPI, served by uvicorn) is made by :func:`create_app` from a :class
   tile progress; ``GET /v1/jobs/{id}/result`` the image; ``GET /v1/jobs/{id}/input`` a PNG preview of what
   the model saw (with ``preview=true``); ``DELETE /v1/jobs/{id}`` cancels it.
 * ``GET /v1/models`` the shipped models with their cards, the tasks they cover and the server's limits;
-  ``GET /v1/demo`` the noisy sample; ``GET /healthz``; ``GET /openapi.json`` and ``/docs``.
+  ``GET /v1/demo`` the noisy sample; ``GET /healthz``; ``GET /openapi.json`` and ``/docs`` (Swagger UI
+  served from this process by ``fastapi-offline``, no CDN).
+
+Every error is ``{"detail": "one sentence"}`` (:class:`ErrorBody`), and the schema documents each status an
+endpoint sends (``rednet fuzz-api`` checks that with schemathesis).
 
 Restores run in a thread pool of ``workers`` threads behind a bounded queue: an upload that finds
 ``workers + queue_size`` jobs already accepted gets HTTP 503 with ``Retry-After``, while the page, the job
-states and ``/healthz`` keep answering (PyTorch releases the GIL while it computes). Uploads are checked
-before any work: the body size (413, also for uploads without ``Content-Length``), the format by content
-sniffing, never the file name (415), the pixel count from the header before decoding (413: a decompression
-bomb costs nothing), and truncated or corrupt files (400). Uploaded bytes are written only to a private
-temporary folder, read back with :func:`rednet.io.read_image` and deleted at once; the folder goes when the
-server stops. The client never names a file-system path: ``model`` must be a shipped model's name, and the
-upload's file name is only used, sanitised, to name the download.
+states and ``/healthz`` keep answering (PyTorch releases the GIL while it computes). A ``/v1/restore`` client
+that disconnects gives its job up (a running one stops after its tile), so its slot is free again.
+Uploads are checked before any work: the body size (413, also for uploads without ``Content-Length``), the
+format by content sniffing, never the file name (415), the pixel count from the header before decoding
+(413: a decompression bomb costs nothing), and truncated or corrupt files (400). Uploaded bytes are written
+only to a private temporary folder, read back with :func:`rednet.io.read_image` and deleted at once; the
+folder goes when the server stops. The client never names a file-system path: ``model`` must be a shipped
+model's name, and the upload's file name is only used, sanitised, to name the download.
 """
 
 from __future__ import annotations
