@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import json
 import re
@@ -389,7 +390,8 @@ def test_jobs_report_tile_progress_and_give_the_result(make_client):
     assert result.status_code == 200 and psnr(decode(result.content), clean) > psnr(noisy, clean) + 3
     preview = client.get(job["input"])
     assert preview.status_code == 200 and np.array_equal(decode(preview.content), noisy)
-    assert client.get("/v1/jobs/0123").status_code == 404
+    assert client.get(f"/v1/jobs/{'0' * 32}").status_code == 404
+    assert client.get("/v1/jobs/0123").status_code == 422  # not a job id: 32 hex digits
 
 
 def test_full_queue_answers_503_with_retry_after_and_pages_stay_responsive(make_client, monkeypatch):
@@ -427,8 +429,12 @@ def test_cancel_a_queued_and_a_running_job(make_client, monkeypatch):
     assert client.delete(f"/v1/jobs/{queued['id']}").json()["state"] == "cancelled"
     assert client.delete(f"/v1/jobs/{running['id']}").status_code == 200
     gate.release()
-    assert wait_for(client, running["id"], ("cancelled", "done"))["state"] == "cancelled"
-    assert client.get(f"/v1/jobs/{running['id']}/result").status_code == 410
+    service = client.app.state.service
+    assert service.jobs[running["id"]].future.result(30) is None
+    assert service.jobs[running["id"]].state == "cancelled"
+    for job in (running, queued):  # a deleted job is gone
+        for path in ("", "/result", "/input"):
+            assert client.get(f"/v1/jobs/{job['id']}{path}").status_code == 410
     assert client.get("/healthz").json()["active_jobs"] == 0
 
 
@@ -485,3 +491,187 @@ def test_blind_inpainting_finds_the_text_and_fills_it_in_two_steps(client):
     assert response.headers["x-rednet-model"] == "inpaint-detect + inpaint-mask"
     clean = (rgb[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert psnr(decode(response.content), clean) > psnr(upload, clean) + 3
+
+
+# -- what a gone client leaves, what errors echo, the schema -------------------------------------------------
+
+
+class Endless:
+    """A stand-in for rednet.infer.restore: images of side ``side`` report tiles until their job is cancelled
+    (at most 60 s); any other image comes back at once."""
+
+    def __init__(self, side: int) -> None:
+        self.side = side
+
+    def __call__(self, model, x, *, on_tile=None, **options):
+        if x.shape[-1] == self.side:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                on_tile(0, 1)  # raises once the job is cancelled
+                time.sleep(0.01)
+        return x
+
+
+@contextlib.contextmanager
+def live_server(settings: ServeSettings) -> Iterator[int]:
+    """uvicorn serving create_app(settings) on a free 127.0.0.1 port in a thread; yields the port."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def multipart(content: bytes) -> tuple[bytes, str]:
+    boundary = "rednetboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'.encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_clients_that_disconnect_free_their_slots_for_the_next_request(monkeypatch):
+    import socket
+
+    import httpx
+
+    monkeypatch.setattr(web, "restore", Endless(side=48))
+    body, content_type = multipart(png(noisy_gray(48)[1]))
+    with live_server(ServeSettings(workers=1, queue_size=4)) as port:
+        base = f"http://127.0.0.1:{port}"
+        request = (
+            f"POST /v1/restore HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        aborted = []
+        for _ in range(6):  # 5 fill the queue (one runs, 4 wait), the 6th gets 503; then all hang up
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(request)
+            aborted.append(sock)
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{base}/healthz").json()["active_jobs"] < min(len(aborted), 5):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        for sock in aborted:
+            sock.close()
+        start = time.monotonic()
+        while True:
+            files = {"image": ("a.png", SMALL, "image/png")}
+            response = httpx.post(f"{base}/v1/restore", files=files, timeout=10)
+            if response.status_code != 503 or time.monotonic() - start > 5:
+                break
+            time.sleep(0.1)
+        assert response.status_code == 200, response.text
+        assert time.monotonic() - start < 5
+
+
+def test_origin_null_is_refused_like_a_foreign_origin(client):
+    response = client.post("/v1/restore", files={"image": ("a.png", SMALL)}, headers={"origin": "null"})
+    assert response.status_code == 403 and response.json()["detail"].endswith("(origin 'null')")
+    assert client.get("/healthz", headers={"origin": "null"}).status_code == 403
+
+
+def test_the_guards_refusals_carry_the_security_headers(make_client):
+    client = make_client(max_upload_bytes=1000)
+    refusals = [
+        client.post("/v1/restore", content=b"x" * 2000, headers={"content-type": "application/octet-stream"}),
+        client.get("/healthz", headers={"origin": "http://evil.example"}),
+        client.get("/healthz", headers={"host": "evil.example"}),
+    ]
+    assert [r.status_code for r in refusals] == [413, 403, 421]
+    for response in refusals:
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert (
+            response.headers["x-frame-options"] == "DENY"
+            and response.headers["referrer-policy"] == "no-referrer"
+        )
+
+
+@pytest.mark.parametrize("field", ["task", "model", "format"])
+def test_a_422_echoes_at_most_200_characters_of_a_1_mb_field(client, field):
+    response = post(client, SMALL, **{field: "x" * 1_000_000})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and len(response.content) < 1000 and "x" * 150 in detail
+    assert "x" * 201 not in detail
+
+
+@pytest.mark.parametrize("field", ["task", "format", "level", "model", "ensemble"])
+def test_an_empty_form_field_is_422_not_its_default(client, field):
+    response = post(client, SMALL, **{field: ""})
+    assert response.status_code == 422
+    assert response.json()["detail"] == f"form field '{field}' is empty; leave it out for its default"
+
+
+def test_every_error_has_one_body_shape_a_string_detail(client):
+    responses = [
+        post(client, SMALL, task="colorize"),  # FastAPI's validation
+        post(client, SMALL, task="sr"),  # ours
+        client.get("/v1/jobs/0123"),
+        client.get(f"/v1/jobs/{'0' * 32}"),
+        client.get("/nowhere"),
+        client.put("/v1/jobs"),
+    ]
+    assert [r.status_code for r in responses] == [422, 422, 422, 404, 404, 405]
+    for response in responses:
+        assert list(response.json()) == ["detail"] and isinstance(response.json()["detail"], str)
+
+
+def test_options_on_a_job_lists_every_method_of_the_path(client):
+    response = client.options(f"/v1/jobs/{'0' * 32}")
+    assert response.status_code == 405 and set(response.headers["allow"].split(", ")) == {"GET", "DELETE"}
+
+
+def test_docs_load_swagger_ui_from_this_server_not_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(src.startswith("/") for src in sources), sources
+    for src in sources:
+        assert client.get(src).status_code == 200, src
+    assert "SwaggerUIBundle" in client.get(next(s for s in sources if s.endswith(".js"))).text
+
+
+def test_the_schema_documents_every_status_and_media_type_it_sends(client):
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    upload = {"200", "400", "403", "413", "415", "421", "422", "500", "503"}
+    assert set(paths["/v1/restore"]["post"]["responses"]) == upload
+    assert set(paths["/v1/jobs"]["post"]["responses"]) == upload - {"200", "500"} | {"202"}
+    assert {"404", "409", "410", "500"} <= set(paths["/v1/jobs/{job_id}/result"]["get"]["responses"])
+    images = set(paths["/v1/restore"]["post"]["responses"]["200"]["content"])
+    assert {"image/png", "image/jpeg", "image/tiff", "image/webp", "image/bmp"} == images
+    error = paths["/v1/restore"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "GetJob" in paths["/v1/jobs"]["post"]["responses"]["202"]["links"]
+
+
+def test_schemathesis_with_every_default_check_finds_nothing_in_a_small_run():
+    pytest.importorskip("schemathesis")
+    from rednet.fuzz_api import run_api_fuzz
+
+    result = run_api_fuzz(cases=120, seed=0)
+    assert result["failures"] == 0, result["failure_samples"]
+    assert result["server_errors"] == 0 and result["cases"] >= 120
+    assert result["phases"]["stateful"] > 0 and result["statuses"].get("202", 0) > 0  # real job ids followed
+    json.dumps(result)
+
+
+def test_the_cli_has_fuzz_api_with_cases_and_seed():
+    args = build_parser().parse_args(["fuzz-api", "--cases", "7", "--seed", "3"])
+    assert (args.cases, args.seed, args.run.__name__) == (7, 3, "cmd_fuzz_api")

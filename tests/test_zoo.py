@@ -296,3 +296,57 @@ def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text
     print(f"overlay found {hits:.3f}, own text and clipping taken for damage {false_alarms:.3f}")
     assert hits > 0.85
     assert false_alarms < 0.05  # the damage model trained without decoys: 0.13
+
+
+def _damaged_copy(tmp_path, damage: str):
+    """A copy of the shipped denoise-gray weights and card in ``tmp_path``, truncated or one bit flipped."""
+    import shutil
+
+    weights = tmp_path / "denoise-gray.safetensors"
+    shutil.copy(WEIGHTS_DIR / "denoise-gray.safetensors", weights)
+    shutil.copy(WEIGHTS_DIR / "denoise-gray.json", tmp_path / "denoise-gray.json")
+    data = bytearray(weights.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) - 1000]
+    else:  # one bit of a tensor, far past the header: the file still parses, the weights are wrong
+        data[len(data) // 2] ^= 0x04
+    weights.write_bytes(bytes(data))
+    return weights
+
+
+def test_every_shipped_card_carries_the_sha256_of_its_weights_file():
+    for name, entry in WEIGHTS.items():
+        assert zoo.read_card(name)["sha256"] == zoo.sha256_file(WEIGHTS_DIR / entry.file), name
+
+
+def test_export_writes_the_sha256_of_the_weights_into_the_card(tmp_path):
+    import json
+
+    from rednet.model import RED10, REDNet
+
+    weights = zoo.save_weights(tmp_path / "mine.safetensors", REDNet(RED10), {"task": "denoise"})
+    card = json.loads((tmp_path / "mine.json").read_text())
+    assert card == {"task": "denoise", "sha256": zoo.sha256_file(weights)}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+def test_a_damaged_weights_file_is_a_one_line_error_naming_it_in_the_library(tmp_path, damage):
+    weights = _damaged_copy(tmp_path, damage)
+    with pytest.raises(ValueError, match="damaged weights file") as error:
+        rednet.load(weights)
+    message = str(error.value)
+    assert message.startswith(f"{weights}: ") and "\n" not in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+def test_a_damaged_weights_file_is_a_one_line_error_in_rednet_restore(tmp_path, damage, capsys):
+    from PIL import Image
+
+    weights = _damaged_copy(tmp_path, damage)
+    src = tmp_path / "in.png"
+    Image.fromarray(np.full((16, 16), 128, np.uint8)).save(src)
+    out = tmp_path / "o.png"
+    assert main(["restore", "--task", "denoise", "--weights", str(weights), str(src), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rednet: error: {weights}: damaged weights file") and "\n" not in err
+    assert not out.exists()

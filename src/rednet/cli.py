@@ -497,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_serve)
     _add_campaign_parser(sub)
+    _add_fuzz_api_parser(sub)
     return parser
 
 
@@ -558,6 +559,24 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             print(f"rednet: error: {e}", file=sys.stderr)
             return 1
     return 0
+
+
+def _add_fuzz_api_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fuzz-api",
+        help="schemathesis against the HTTP API of rednet serve, in process, all default checks (JSON)",
+    )
+    p.add_argument("--cases", type=int, default=3000, help="size of the run (default 3000)")
+    p.add_argument("--seed", type=int, default=0, help="schemathesis' seed (default 0)")
+    p.set_defaults(run=cmd_fuzz_api)
+
+
+def cmd_fuzz_api(args: argparse.Namespace) -> int:
+    from rednet.fuzz_api import run_api_fuzz
+
+    result = run_api_fuzz(args.cases, args.seed)
+    print(json.dumps(result, indent=2))
+    return 1 if result["failures"] or result["server_errors"] else 0
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
@@ -986,6 +1005,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     files = list(below)
     if args.mask is not None:
         io.read_mask(args.mask)  # a bad mask stops here, before any work
+    if args.weights is not None:
+        zoo.verify_weights(args.weights)  # so does a damaged weights file
     single = len(files) == 1 and io.is_image_file(args.output) and not args.output.is_dir()
     one_mask = len(files) == 1 and io.is_image_file(args.save_mask or "") and not args.save_mask.is_dir()
     for flag, path in (("", args.output), ("--save-mask ", args.save_mask)):

@@ -10,17 +10,22 @@ The app (FastAPI, served by uvicorn) is made by :func:`create_app` from a :class
   tile progress; ``GET /v1/jobs/{id}/result`` the image; ``GET /v1/jobs/{id}/input`` a PNG preview of what
   the model saw (with ``preview=true``); ``DELETE /v1/jobs/{id}`` cancels it.
 * ``GET /v1/models`` the shipped models with their cards, the tasks they cover and the server's limits;
-  ``GET /v1/demo`` the noisy sample; ``GET /healthz``; ``GET /openapi.json`` and ``/docs``.
+  ``GET /v1/demo`` the noisy sample; ``GET /healthz``; ``GET /openapi.json`` and ``/docs`` (Swagger UI
+  served from this process by ``fastapi-offline``, no CDN).
+
+Every error is ``{"detail": "one sentence"}`` (:class:`ErrorBody`), and the schema documents each status an
+endpoint sends (``rednet fuzz-api`` checks that with schemathesis).
 
 Restores run in a thread pool of ``workers`` threads behind a bounded queue: an upload that finds
 ``workers + queue_size`` jobs already accepted gets HTTP 503 with ``Retry-After``, while the page, the job
-states and ``/healthz`` keep answering (PyTorch releases the GIL while it computes). Uploads are checked
-before any work: the body size (413, also for uploads without ``Content-Length``), the format by content
-sniffing, never the file name (415), the pixel count from the header before decoding (413: a decompression
-bomb costs nothing), and truncated or corrupt files (400). Uploaded bytes are written only to a private
-temporary folder, read back with :func:`rednet.io.read_image` and deleted at once; the folder goes when the
-server stops. The client never names a file-system path: ``model`` must be a shipped model's name, and the
-upload's file name is only used, sanitised, to name the download.
+states and ``/healthz`` keep answering (PyTorch releases the GIL while it computes). A ``/v1/restore`` client
+that disconnects gives its job up (a running one stops after its tile), so its slot is free again.
+Uploads are checked before any work: the body size (413, also for uploads without ``Content-Length``), the
+format by content sniffing, never the file name (415), the pixel count from the header before decoding
+(413: a decompression bomb costs nothing), and truncated or corrupt files (400). Uploaded bytes are written
+only to a private temporary folder, read back with :func:`rednet.io.read_image` and deleted at once; the
+folder goes when the server stops. The client never names a file-system path: ``model`` must be a shipped
+model's name, and the upload's file name is only used, sanitised, to name the download.
 """
 
 from __future__ import annotations
@@ -51,9 +56,15 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import torch
-from fastapi import Depends, FastAPI, File, Form, HTTPException, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import Tensor
 
@@ -525,31 +536,6 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host", "")
-        if self.hosts is not None and _host_name(host) not in self.hosts:
-            await _reply(send, 421, f"host {host!r} is not served here (rednet serve --allowed-host)")
-            return
-        origin = headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():
-            await _reply(send, 403, f"cross-origin requests are refused (origin {origin})")
-            return
-        limit = self.settings.max_upload_bytes
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            await _reply(send, 413, _too_large(int(declared), limit))
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise _TooLarge(413, _too_large(received, limit, at_least=True))
-            return message
-
         page = scope["path"] == "/"
 
         async def secured(message: Message) -> None:
@@ -563,6 +549,34 @@ class _Guard:
                     extra.append((b"content-security-policy", self.csp.encode()))
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if self.hosts is not None and _host_name(host) not in self.hosts:
+            await _reply(
+                secured, 421, f"host {_shown(host)} is not served here (rednet serve --allowed-host)"
+            )
+            return
+        origin = headers.get("origin")
+        # "null" (a sandboxed frame, a file: page, a redirect) is an origin that is not this server
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            await _reply(secured, 403, f"cross-origin requests are refused (origin {_shown(origin)})")
+            return
+        limit = self.settings.max_upload_bytes
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _reply(secured, 413, _too_large(int(declared), limit))
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge(413, _too_large(received, limit, at_least=True))
+            return message
 
         await self.app(scope, limited, secured)
 
@@ -578,6 +592,12 @@ def _host_name(host: str) -> str:
 def _too_large(size: int, limit: int, *, at_least: bool = False) -> str:
     what = "upload is over" if at_least else f"upload is {_bytes(size)}, over"
     return f"{what} this server's limit of {_bytes(limit)} (rednet serve --max-upload-mb)"
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: what an error message may echo of a client's value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]}"
 
 
 def _bytes(n: int) -> str:
@@ -614,6 +634,7 @@ class RestoreForm:
 
 
 async def _restore_form(
+    request: Request,
     image: Annotated[UploadFile, File(description="the image: PNG, JPEG, TIFF, BMP or WebP (sniffed)")],
     task: Annotated[Task, Form(description="what to restore, as rednet restore --task")] = "denoise",
     level: Annotated[
@@ -629,7 +650,11 @@ async def _restore_form(
     ] = "png",
     preview: Annotated[bool, Form(description="jobs: also keep a PNG of the model's input")] = False,
 ) -> RestoreForm:
-    return RestoreForm(image, task, level, model or None, ensemble, fast, format, preview)
+    # FastAPI reads an empty field as a missing one (its default); an empty value is a client's mistake
+    empty = [name for name, value in (await request.form()).multi_items() if value == ""]
+    if empty:
+        raise HTTPException(422, f"form field {_shown(empty[0])} is empty; leave it out for its default")
+    return RestoreForm(image, task, level, model, ensemble, fast, format, preview)
 
 
 def _check_form(form: RestoreForm) -> None:
@@ -640,7 +665,7 @@ def _check_form(form: RestoreForm) -> None:
         raise HTTPException(422, f"no shipped model for task {form.task!r} yet; {_available()}")
     if form.model is not None:
         if form.model not in zoo.WEIGHTS:
-            raise HTTPException(422, f"unknown model {form.model!r}; {_available()}")
+            raise HTTPException(422, f"unknown model {_shown(form.model)}; {_available()}")
         if zoo.WEIGHTS[form.model].task != form.task:
             raise HTTPException(
                 422, f"model {form.model} restores {zoo.WEIGHTS[form.model].task}, not {form.task}"
@@ -728,6 +753,83 @@ def _models_json(settings: ServeSettings) -> dict[str, Any]:
     return {"models": models, "tasks": tasks, "limits": limits}
 
 
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    detail: str
+    """One readable sentence: what was wrong and, where there is one, the remedy."""
+
+
+_ERRORS = {
+    400: "truncated or corrupt image, empty upload",
+    403: "a request from another origin (its Origin header is not this server, or null)",
+    404: "no such job (finished jobs are kept for a while), or no input preview",
+    409: "the job is not finished yet",
+    410: "the job was cancelled",
+    413: "upload, image or enlarged image too large",
+    415: "not an image rednet reads",
+    421: "a Host header this server does not answer to",
+    422: "a bad, missing or empty field, or a task, level or model that no shipped model restores",
+    500: "the restore failed (its reason)",
+    503: "queue full; retry after Retry-After seconds",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error ``codes``: each the :class:`ErrorBody` with its meaning."""
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
+
+
+_IMAGE = {
+    "description": "the restored image: PNG, or with format=input the upload's own format",
+    "content": {m: {"schema": {"type": "string", "format": "binary"}} for _, m in _OUTPUT_TYPES.values()},
+}
+# The stateful phase of API fuzzers follows these from a new job to its endpoints (not to /input: that
+# exists only for jobs sent with preview=true, once done).
+_JOB_LINKS = {
+    name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+    for name, operation in [
+        ("GetJob", "job_state"),
+        ("GetResult", "job_result"),
+        ("CancelJob", "job_cancel"),
+    ]
+}
+JobId = Annotated[str, PathParam(pattern="^[0-9a-f]{32}$", description="the job's id (32 hex digits)")]
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    """A 422 in the one error shape: the fields' errors as one sentence, echoing at most 200 characters
+    of each value."""
+    assert isinstance(error, RequestValidationError)
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "path", "query")) or "request"
+        got = "" if e.get("type") == "missing" else f" (got {_shown(e.get('input'))})"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}{got}")
+    return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """FastAPI's HTTPException handler, with ``Allow`` on a 405 naming every method of the path (Starlette
+    names those of the first route that matches it, e.g. GET without DELETE)."""
+    from fastapi.exception_handlers import http_exception_handler
+
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 405:
+        allowed = set()
+        for route in request.app.routes:
+            if route.matches(request.scope)[0] != Match.NONE:
+                allowed |= getattr(route, "methods", None) or set()
+        error.headers = {**(error.headers or {}), "Allow": ", ".join(sorted(allowed))}
+    return await http_exception_handler(request, error)
+
+
+async def _client_gone(request: Request) -> None:
+    """Return once the client has disconnected (the request's body has been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _busy(e: BusyError) -> HTTPException:
     return HTTPException(
         503,
@@ -775,11 +877,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         finally:
             service.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc load their scripts from here, not a CDN
         title="rednet",
         version=__version__,
         summary="Restore images with RED-Net (the tasks of the shipped models: GET /v1/models).",
         lifespan=lifespan,
+        responses=_errors(403, 421),
+        generate_unique_id_function=lambda route: route.name,  # operationId = the function's name
+        exception_handlers={RequestValidationError: _validation_error, StarletteHTTPException: _http_error},
     )
     app.state.service = service
     app.add_middleware(_Guard, settings=settings, csp=csp)
@@ -857,25 +962,30 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         "/v1/restore",
         summary="restore an image and return it (waits for the result)",
         response_class=Response,
-        responses={
-            200: {"content": {"image/png": {}}, "description": "the restored image"},
-            400: {"description": "truncated or corrupt image"},
-            413: {"description": "upload or image too large"},
-            415: {"description": "not an image rednet reads"},
-            422: {"description": "bad task, level or model"},
-            503: {"description": "queue full; see Retry-After"},
-        },
+        responses={200: _IMAGE, **_errors(400, 413, 415, 422, 500, 503)},
     )
-    async def restore_now(form: Annotated[RestoreForm, Depends(_restore_form)]) -> Response:
+    async def restore_now(request: Request, form: Annotated[RestoreForm, Depends(_restore_form)]) -> Response:
         job = await accept(form)
         assert job.future is not None
+        done, gone = asyncio.wrap_future(job.future), asyncio.ensure_future(_client_gone(request))
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wrap_future(job.future)
+            await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if (
+            not done.done()
+        ):  # the client left or timed out: free its slot (a running job stops after its tile)
+            service.cancel(job)
+            return Response(status_code=499)  # nginx's "client closed request"; no one reads it
         if job.state != "done" or job.result is None:
             raise _job_error(job)
         return _result_response(job, job.result, job.media_type, job.download_name)
 
-    @app.post("/v1/jobs", status_code=202, summary="accept a restore and return its id at once")
+    @app.post(
+        "/v1/jobs",
+        status_code=202,
+        summary="accept a restore and return its id at once",
+        responses={202: {"links": _JOB_LINKS}, **_errors(400, 413, 415, 422, 503)},
+    )
     async def submit(form: Annotated[RestoreForm, Depends(_restore_form)]) -> dict[str, Any]:
         job = await accept(form)
         return job.public(service.queue_position(job))
@@ -890,31 +1000,58 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             )
         return job
 
-    @app.get("/v1/jobs/{job_id}", summary="a job's state and tile progress")
-    async def job_state(job_id: str) -> dict[str, Any]:
+    def find_kept(job_id: str) -> Job:
+        """The job, unless it was deleted (cancelled): then it is gone (410), though kept a while."""
         job = find(job_id)
+        if job.cancel.is_set():
+            raise HTTPException(410, f"job {job_id} was cancelled")
+        return job
+
+    @app.get("/v1/jobs/{job_id}", summary="a job's state and tile progress", responses=_errors(404, 410, 422))
+    async def job_state(job_id: JobId) -> dict[str, Any]:
+        job = find_kept(job_id)
         return job.public(service.queue_position(job))
 
-    @app.get("/v1/jobs/{job_id}/result", summary="a finished job's image", response_class=Response)
-    async def job_result(job_id: str) -> Response:
-        job = find(job_id)
+    @app.get(
+        "/v1/jobs/{job_id}/result",
+        summary="a finished job's image",
+        response_class=Response,
+        responses={200: _IMAGE, **_errors(404, 409, 410, 422, 500)},
+    )
+    async def job_result(job_id: JobId) -> Response:
+        job = find_kept(job_id)
         if not job.finished_state:
             raise HTTPException(409, f"job {job_id} is {job.state}; poll GET /v1/jobs/{job_id}")
         if job.state != "done" or job.result is None:
             raise _job_error(job)
         return _result_response(job, job.result, job.media_type, job.download_name)
 
-    @app.get("/v1/jobs/{job_id}/input", summary="PNG of the model's input (jobs sent with preview=true)")
-    async def job_input(job_id: str) -> Response:
-        job = find(job_id)
+    @app.get(
+        "/v1/jobs/{job_id}/input",
+        summary="PNG of the model's input (jobs sent with preview=true)",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the model's input",
+                "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **_errors(404, 410, 422),
+        },
+    )
+    async def job_input(job_id: JobId) -> Response:
+        job = find_kept(job_id)
         if job.input_preview is None:
             raise HTTPException(
                 404, f"job {job_id} has no input preview (send preview=true; ready when done)"
             )
         return Response(job.input_preview, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @app.delete("/v1/jobs/{job_id}", summary="cancel a job (a running one stops after its current tile)")
-    async def job_cancel(job_id: str) -> dict[str, Any]:
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        summary="cancel a job (a running one stops after its current tile); it is gone then (410)",
+        responses=_errors(404, 422),
+    )
+    async def job_cancel(job_id: JobId) -> dict[str, Any]:
         job = find(job_id)
         service.cancel(job)
         return job.public(service.queue_position(job))

@@ -2,11 +2,14 @@
 
 A weights file stores the model's tensors in float16 and, in its metadata, ``config`` (the
 ``REDNetConfig`` as JSON) and ``card`` (the model card as JSON), so that loading needs no flags. The card is
-also written beside it as ``NAME.json`` for people to read. Loading never downloads anything.
+also written beside it as ``NAME.json`` for people to read, with the ``sha256`` of the weights file added
+(a file cannot hold its own digest): loading checks it when that card is there, so a truncated or damaged
+file is a one-line error, not a traceback or a wrong result. Loading never downloads anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -29,6 +32,9 @@ __all__ = [
     "read_card",
     "read_weights",
     "save_weights",
+    "sha256_file",
+    "verify_weights",
+    "write_card",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -194,26 +200,73 @@ def save_weights(path: str | Path, model: REDNet, card: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
     metadata = {"config": json.dumps(asdict(model.config)), "card": json.dumps(card), "format": "rednet-1"}
-    for target, write in [
-        (path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata)),
-        (path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n")),
-    ]:
-        replace_atomically(target, lambda tmp, write=write: (write(tmp), os.chmod(tmp, 0o644)))
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)
+
+    replace_atomically(path, write)
+    write_card(path, card)
     return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_card(weights: str | Path, card: dict[str, Any]) -> Path:
+    """Write ``card`` beside ``weights`` as ``NAME.json`` (atomically), with the weights file's ``sha256``.
+
+    Returns:
+        The card's path.
+    """
+    weights = Path(weights)
+    text = json.dumps({**card, "sha256": sha256_file(weights)}, indent=2) + "\n"
+    target = weights.with_suffix(".json")
+    replace_atomically(target, lambda tmp: (tmp.write_text(text), os.chmod(tmp, 0o644)))
+    return target
+
+
+def verify_weights(path: str | Path) -> None:
+    """Check a weights file against the ``sha256`` of the card beside it (``NAME.json``), if it has one.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: one line naming the file, when its bytes are not those the card was written for
+            (truncated, bit-flipped or replaced).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found")
+    card_path = path.with_suffix(".json")
+    try:
+        expected = json.loads(card_path.read_text()).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return  # no readable card beside it: nothing to check against
+    if expected and sha256_file(path) != expected:
+        raise ValueError(
+            f"{path}: damaged weights file (truncated or changed): its sha256 is not the "
+            f"{expected[:12]}... of {card_path.name}; reinstall rednet or export the weights again"
+        )
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], REDNetConfig, dict[str, Any]]:
     """Read a weights file: (float32 state dict, model config, card).
 
     Raises:
-        ValueError: one line, for a truncated or non-safetensors file, one without rednet metadata, or one
-            whose tensors are not floating point.
+        ValueError: one line, for a file whose sha256 is not the one of the card beside it (``NAME.json``),
+            a truncated or non-safetensors file, one without rednet metadata, or one whose tensors are not
+            floating point.
     """
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
+    verify_weights(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
