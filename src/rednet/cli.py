@@ -925,7 +925,7 @@ def _check_targets(pairs: list[tuple[Path, Path]], protected: list[Path]) -> Non
     writers: dict[str, Path] = {}
     for source, target in pairs:
         key = os.path.normcase(os.path.abspath(target))
-        if key in writers and writers[key] != source:
+        if key in writers:  # two inputs, or one input's output and its mask
             raise ValueError(
                 f"{target}: both {writers[key]} and {source} would be restored to this file; "
                 "restore them in separate runs or to separate folders"
