@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rednet.extras import require
 from rednet.io import array_to_tensor, tensor_to_array
 
 __all__ = ["biharmonic", "bm3d", "richardson_lucy", "telea", "wiener"]
@@ -47,7 +48,7 @@ def bm3d(degraded: Tensor, sigma: float) -> Tensor:
         degraded: (N, C, H, W) noisy images, [0, 1] plus noise (not clipped), C = 1 or 3.
         sigma: noise standard deviation on the 0-255 scale.
     """
-    import bm3d as bm3d_lib
+    bm3d_lib = require("bm3d", "classical", "the BM3D baseline")
 
     def run(a: np.ndarray) -> np.ndarray:
         if sigma <= 0:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rednet import __version__
+from rednet.extras import MissingExtraError, require
 from rednet.infer import DAMAGE_THRESHOLD, native_bf16
 
 TASK_HELP = "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel [--sigma]), inpaint (--mask)"
@@ -572,6 +573,8 @@ def _add_fuzz_api_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_fuzz_api(args: argparse.Namespace) -> int:
+    require("fastapi", "web", "rednet fuzz-api")
+    require("schemathesis", "dev", "rednet fuzz-api")
     from rednet.fuzz_api import run_api_fuzz
 
     result = run_api_fuzz(args.cases, args.seed)
@@ -1251,6 +1254,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    for module in ("fastapi", "uvicorn", "multipart", "fastapi_offline"):
+        require(module, "web", "rednet serve")
     from rednet import bench, web
 
     settings = web.ServeSettings(
@@ -1305,7 +1310,7 @@ def main(argv: list[str] | None = None) -> int:
         reuse_freed_memory()  # faster big-image passes where page faults are dear (see its docstring)
     try:
         return args.run(args)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, MissingExtraError) as e:
         if args.debug:
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -27,6 +27,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from rednet.extras import require
+
 __all__ = [
     "RandomGenerator",
     "bicubic_sr",
@@ -583,7 +585,7 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 @functools.lru_cache(maxsize=512)
 def _font(size: int, name: str = "DejaVuSans.ttf") -> ImageFont.FreeTypeFont:
     """A font bundled with matplotlib (default DejaVu Sans) at ``size`` pixels."""
-    import matplotlib  # lazily: only the text corruptions need it
+    matplotlib = require("matplotlib", "plot", "the text corruption (matplotlib's fonts)")
 
     path = f"{matplotlib.get_data_path()}/fonts/ttf/{name}"
     return ImageFont.truetype(path, size)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from rednet.extras import require
 from rednet.infer import auto_tile, margin_for, self_ensemble, tiled
 from rednet.io import replace_atomically
 from rednet.model import REDNet, REDNetConfig
@@ -78,7 +79,8 @@ def export_onnx(
     Raises:
         ValueError: if ``path`` does not end in ``.onnx``.
     """
-    import onnx
+    onnx = require("onnx", "onnx", "ONNX export")
+    require("onnxscript", "onnx", "ONNX export")
 
     path = Path(path)
     if path.suffix != ".onnx":
@@ -127,7 +129,7 @@ class OnnxModel:
             FileNotFoundError: if ``path`` does not exist.
             ValueError: one line naming the file, if it is not a readable ONNX model or has no rednet config.
         """
-        import onnxruntime as ort
+        ort = require("onnxruntime", "onnx", "running an ONNX model")
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rednet.extras import require
 from rednet.io import replace_atomically
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,7 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
     Returns:
         The PNG path.
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plot", "rednet plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
