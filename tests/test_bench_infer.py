@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from rednet.bench import INFER_VARIANTS, bench_infer, bench_memory, macs_per_pixel, paired_rounds
+from rednet.bench import macs_per_pixel, paired_rounds
+from rednet.bench_infer import INFER_VARIANTS, bench_infer, bench_memory
 from rednet.model import REDNetConfig
 
 SMALL_PEAK = {"peak_size": 256, "peak_seconds": 0.01}  # a small matmul: tests time behaviour, not the machine

@@ -155,7 +155,7 @@ class Missing:
         if name.split(".")[0] in MISSING:
             raise ModuleNotFoundError(f"No module named {name!r}")
 sys.meta_path.insert(0, Missing())
-import rednet.campaign, rednet.train, rednet.evaluate, rednet.zoo, rednet.bench
+import rednet.campaign, rednet.train, rednet.evaluate, rednet.zoo, rednet.bench, rednet.bench_infer
 from rednet.cli import main
 sys.exit(main(["campaign", "run", "--help"]))
 """

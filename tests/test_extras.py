@@ -1,21 +1,30 @@
-"""The optional extras: the core install restores; a command that needs a missing extra says so in one line."""
+"""The optional extras: the core install restores; a command needing a missing extra says so in one line."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from rednet import baselines, cli, io
 from rednet.extras import MissingExtraError, require
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRA_MODULES = ("fastapi", "uvicorn", "multipart", "fastapi_offline", "onnx", "onnxruntime", "bm3d", "matplotlib")
+EXTRA_MODULES = (
+    "fastapi",
+    "uvicorn",
+    "multipart",
+    "fastapi_offline",
+    "onnx",
+    "onnxruntime",
+    "bm3d",
+    "matplotlib",
+)
 
 
 def test_the_core_dependencies_leave_out_every_extra_and_all_brings_them():
@@ -53,14 +62,12 @@ def test_rednet_serve_without_the_web_extra_prints_one_line_naming_it(monkeypatc
 
 
 def test_restore_runs_with_every_extra_module_missing(tmp_path):
-    """A child process in which every extra's module fails to import restores an image, as a core install does."""
+    """A child process where no extra's module imports restores an image, as a core install does."""
     image = tmp_path / "in.png"
     io.write_image(image, torch.rand(1, 3, 24, 24))
     block = "; ".join(f"sys.modules[{m!r}] = None" for m in EXTRA_MODULES)
-    code = (
-        f"import sys; {block}; from rednet.cli import main; "
-        f"sys.exit(main(['restore', '--task', 'denoise', {str(image)!r}, '-o', {str(tmp_path / 'out.png')!r}]))"
-    )
+    argv = ["restore", "--task", "denoise", str(image), "-o", str(tmp_path / "out.png")]
+    code = f"import sys; {block}; from rednet.cli import main; sys.exit(main({argv!r}))"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -22,7 +22,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from rednet import bench, web, zoo  # noqa: E402
+from rednet import bench_serve, web, zoo  # noqa: E402
 from rednet.cli import build_parser  # noqa: E402
 from rednet.model import RED10, REDNet  # noqa: E402
 from rednet.web import ServeSettings, create_app  # noqa: E402
@@ -453,7 +453,7 @@ def test_a_failing_restore_is_a_500_with_its_reason_and_the_worker_lives_on(make
 
 
 def test_bench_serve_reports_throughput_latency_errors_and_server_rss():
-    result = bench.bench_serve(requests=3, concurrency=2, size=32, server_args=("--threads", "1"))
+    result = bench_serve.bench_serve(requests=3, concurrency=2, size=32, server_args=("--threads", "1"))
     assert result["ok"] == 3 and result["errors"] == 0, result["error_samples"]
     for key in ("requests_per_s", "p50_ms", "p95_ms", "rejected_503", "peak_rss_mib", "restore_p50_ms"):
         assert isinstance(result[key], (int, float)), key

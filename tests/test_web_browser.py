@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from rednet.bench import _free_port, _wait_healthy
+from rednet.bench_serve import _free_port, _wait_healthy
 from rednet.web import TASKS
 from rednet.zoo import WEIGHTS
 

@@ -454,7 +454,8 @@ def _smoke(campaign: CampaignConfig, work: Path, out: Path) -> dict[str, dict[st
 
 def _bench(campaign: CampaignConfig, out: Path) -> None:
     """Phase 3: training and inference speed on the device against its own matmul peak, into bench.json."""
-    from rednet.bench import bench_infer, bench_train
+    from rednet.bench import bench_train
+    from rednet.bench_infer import bench_infer
 
     results: dict[str, Any] = {}
     model = {"model": f"red{campaign.depth}", "width": campaign.width}

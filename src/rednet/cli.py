@@ -390,9 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="task whose data pipeline is timed",
     )
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
-    b.set_defaults(run=cmd_bench)
+    b.set_defaults(run=cmd_bench_train)
 
-    from rednet.bench import INFER_VARIANTS
+    from rednet.bench_infer import INFER_VARIANTS
 
     b = bench.add_parser("infer", help="inference MP/s, GFLOP/s and peak fraction per variant, BM3D beside")
     b.add_argument(
@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile-timeout", type=float, default=120.0, help="give up torch.compile after N s")
     _peak_flags(b)
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
-    b.set_defaults(run=cmd_bench)
+    b.set_defaults(run=cmd_bench_infer)
 
     b = bench.add_parser("memory", help="peak RSS of restoring a large image (in a child process)")
     b.add_argument("--megapixels", type=float, default=40.0, help="image size (default 40)")
@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     b.add_argument("--threads", type=int, help="torch threads in the child")
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
-    b.set_defaults(run=cmd_bench)
+    b.set_defaults(run=cmd_bench_memory)
 
     p = sub.add_parser("models", help="list the shipped models (name, task, levels, size, card summary)")
     p.add_argument("--json", action="store_true", help="print the model cards as JSON")
@@ -664,15 +664,63 @@ def _peak_flags(b: argparse.ArgumentParser) -> None:
     b.add_argument("--peak-seconds", type=float, default=0.5, help="time per peak measurement (default 0.5)")
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``rednet.bench.bench_WHAT`` with the flags of the same names; print its JSON."""
-    import inspect
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from rednet.bench import bench_train
 
-    from rednet import bench
+    result = bench_train(
+        model=args.model,
+        width=args.width,
+        channels=args.channels,
+        dtype=args.dtype,
+        device=args.device,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        channels_last=args.channels_last,
+        seconds=args.seconds,
+        data_task=args.data_task,
+        peak_size=args.peak_size,
+        peak_seconds=args.peak_seconds,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
 
-    fn = getattr(bench, f"bench_{args.what}")
-    kwargs = {name: getattr(args, name) for name in inspect.signature(fn).parameters if hasattr(args, name)}
-    print(json.dumps(fn(**kwargs), indent=2))
+
+def cmd_bench_infer(args: argparse.Namespace) -> int:
+    from rednet.bench_infer import bench_infer
+
+    result = bench_infer(
+        model=args.model,
+        width=args.width,
+        channels=args.channels,
+        size=args.size,
+        device=args.device,
+        seconds=args.seconds,
+        variants=args.variants,
+        bm3d=args.bm3d,
+        weights=args.weights,
+        sigma=args.sigma,
+        compile_timeout=args.compile_timeout,
+        peak_size=args.peak_size,
+        peak_seconds=args.peak_seconds,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from rednet.bench_infer import bench_memory
+
+    result = bench_memory(
+        megapixels=args.megapixels,
+        tile=args.tile,
+        model=args.model,
+        width=args.width,
+        channels=args.channels,
+        image_channels=args.image_channels,
+        bf16=args.bf16,
+        threads=args.threads,
+    )
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -1256,7 +1304,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     for module in ("fastapi", "uvicorn", "multipart", "fastapi_offline"):
         require(module, "web", "rednet serve")
-    from rednet import bench, web
+    from rednet import bench_serve, web
 
     settings = web.ServeSettings(
         host=args.host,
@@ -1289,7 +1337,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ]
     if args.bf16 is not None:
         server_args.append("--bf16" if args.bf16 else "--no-bf16")
-    result = bench.bench_serve(
+    result = bench_serve.bench_serve(
         requests=args.requests,
         concurrency=args.concurrency,
         size=args.size,

@@ -983,7 +983,7 @@ def render_runs_table(run_dirs: list[str | Path]) -> str:
 
 
 def render_infer_table(result: dict[str, Any]) -> str:
-    """A markdown table of a ``rednet bench infer --json`` result (:func:`rednet.bench.bench_infer`).
+    """A markdown table of a ``rednet bench infer --json`` result (:func:`rednet.bench_infer.bench_infer`).
 
     One row per variant: seconds per image, MP/s (and the speed-up over the ``fp32`` variant of the same
     run), GFLOP/s, ``peak_fraction`` with its per-round range, ``peak_fraction_of_max`` and PSNR (marked
