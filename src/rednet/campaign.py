@@ -10,7 +10,7 @@ On the lent machine, from the repository root (the device tool's ``run``, ``carr
 
 Back here, with the files that came back::
 
-    rednet campaign unpack FILES_AT               # run folders into runs/, and each job's before -> after
+    rednet campaign unpack FILES_AT               # run folders into runs/ (rednet.lease), before -> after
     rednet export runs/NAME-gpu-... -o src/rednet/weights/NAME.safetensors --overwrite
 
 ``run`` works in three phases inside ``seconds`` (the command's limit), keeping ``margin`` seconds spare:
@@ -59,9 +59,7 @@ __all__ = [
     "loader_workers",
     "pack_data",
     "pack_run",
-    "render_lease",
     "run_campaign",
-    "unpack",
 ]
 
 VAL_FOLDER = "train/BSDS500/test"
@@ -318,7 +316,8 @@ def _start(name: str, config: TrainConfig, run_dir: Path, *, init: Path | None, 
     return _Process(name, run_dir, command, popen, time.time())
 
 
-def _log(run_dir: Path) -> list[dict[str, Any]]:
+def run_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``log.jsonl``, oldest first; none if it has no log yet."""
     path = run_dir / "log.jsonl"
     if not path.is_file():
         return []
@@ -399,7 +398,7 @@ def _tail(path: Path, lines: int = 5) -> str:
     )
 
 
-def _shipped(name: str) -> tuple[Path, float | None]:
+def shipped_weights(name: str) -> tuple[Path, float | None]:
     """A shipped model's weights file and its card's validation PSNR (the 'before')."""
     from rednet.zoo import WEIGHTS, WEIGHTS_DIR
 
@@ -421,12 +420,12 @@ def _smoke(campaign: CampaignConfig, work: Path, out: Path) -> dict[str, dict[st
             val_limit=1,
             log_every=10,
         )
-        init = _shipped(name)[0] if campaign.init else None
+        init = shipped_weights(name)[0] if campaign.init else None
         processes.append(_start(name, config, work / "smoke" / name, init=init, deadline=deadline))
     _wait(processes, deadline, every=math.inf, pack=None)
     alive: dict[str, dict[str, Any]] = {}
     for p in processes:
-        records = _log(p.run_dir)
+        records = run_log(p.run_dir)
         rate = steps_per_second(records)
         problem = ""
         if p.popen.returncode != 0:
@@ -515,7 +514,7 @@ def run_campaign(campaign: CampaignConfig, *, command: str = "") -> dict[str, An
         steps = max(1, int(rate["steps_per_s"] * seconds * 0.9))
         steps = min(steps, campaign.max_steps or steps)
         config = gpu_recipe(JOBS[name], campaign, steps=steps, seconds_per_step=1 / rate["steps_per_s"])
-        init = _shipped(name)[0] if campaign.init else None
+        init = shipped_weights(name)[0] if campaign.init else None
         run_dir = work / f"{name}-{campaign.device}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(t0))}"
         processes.append(_start(name, config, run_dir, init=init, deadline=train_end))
         _say(out, f"train: {name} {steps} steps of {campaign.batch_size} in {seconds:.0f} s")
@@ -525,7 +524,7 @@ def run_campaign(campaign: CampaignConfig, *, command: str = "") -> dict[str, An
         _record_lease(p.run_dir, command, len(processes))
         if (p.run_dir / "last.pt").is_file():
             pack_run(p.run_dir, out / f"{p.name}.tar")
-        records = _log(p.run_dir)
+        records = run_log(p.run_dir)
         vals = [[r["step"], r["val_psnr"]] for r in records if "val_psnr" in r]
         last = max((r["step"] for r in records), default=0)
         summary["jobs"][p.name] = {
@@ -536,7 +535,7 @@ def run_campaign(campaign: CampaignConfig, *, command: str = "") -> dict[str, An
             "steps": last,
             "patches": last * campaign.batch_size,
             "device_seconds": max((r.get("elapsed", 0.0) for r in records), default=0.0),
-            "validation_before": _shipped(p.name)[1] if campaign.init else None,
+            "validation_before": shipped_weights(p.name)[1] if campaign.init else None,
             "validation": vals,
         }
         _say(out, f"done: {p.name} exit {p.popen.returncode}, {last} steps, validation {vals[-1:] or 'none'}")
@@ -555,84 +554,3 @@ def _record_lease(run_dir: Path, command: str, jobs: int) -> None:
         stored = json.loads(path.read_text())
         stored.setdefault("meta", {})["lease"] = {"command": command, "concurrent_jobs": jobs}
         path.write_text(json.dumps(stored, indent=2))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# After the lease
-
-
-def unpack(folder: str | Path, runs: str | Path = "runs") -> dict[str, Any]:
-    """Extract every ``NAME.tar`` of a lease's files into ``runs/`` (never over an existing run) and copy
-    ``campaign.json`` and ``bench.json`` beside them.
-
-    Returns:
-        JSON-ready, per run folder: its steps, best validation PSNR, and the shipped model's (before).
-    """
-    folder, runs = Path(folder), Path(runs)
-    archives = sorted(folder.glob("*.tar"))
-    if not archives:
-        raise FileNotFoundError(f"{folder}: no NAME.tar from a lease")
-    runs.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {}
-    for archive in archives:
-        with tarfile.open(archive) as tar:
-            names = {m.name.split("/")[0] for m in tar.getmembers()}
-            if len(names) != 1 or any((runs / n).exists() for n in names):
-                raise FileExistsError(f"{archive}: holds {sorted(names)}, one of which is already in {runs}")
-            tar.extractall(runs, filter="data")
-        run_dir = runs / names.pop()
-        records = _log(run_dir)
-        vals = [r["val_psnr"] for r in records if "val_psnr" in r]
-        result[str(run_dir)] = {
-            "steps": max((r["step"] for r in records), default=0),
-            "best_val_psnr": max(vals, default=None),
-            "before": _shipped(archive.stem)[1] if archive.stem in JOBS else None,
-        }
-    for name in ("campaign.json", "bench.json"):
-        if (folder / name).is_file():
-            target = runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
-            shutil.copyfile(folder / name, target)
-    return result
-
-
-def render_lease(summary: dict[str, Any], bench: dict[str, Any] | None) -> str:
-    """Markdown tables of a lease from its ``campaign.json`` and ``bench.json``: per job, the training rates,
-    steps, patches, device seconds and validation before -> after; then training and inference speed
-    against the device's own bf16 matmul peak (``rednet report infer``'s table for inference)."""
-    lines = [
-        f"Lease command: `{summary.get('command', '')}`, {summary.get('seconds', 0):.0f} s in all.",
-        "",
-        "| job | patches/s (smoke) | patches/s (training) | steps | patches | device s | validation before "
-        "→ best (dB) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, job in summary["jobs"].items():
-        best = max((v for _, v in job["validation"]), default=None)
-        before = job.get("validation_before")
-        change = " → ".join(f"{v:.2f}" for v in (before, best) if v is not None) or "none"
-        lines.append(
-            f"| {name} | {job['smoke_patches_per_s']:.0f} | {job['patches_per_s']:.0f} | {job['steps']} | "
-            f"{job['patches']:,} | {job['device_seconds']:.0f} | {change} |"
-        )
-    if bench and "train" in bench:
-        t = bench["train"]
-        lines += [
-            "",
-            f"Training speed, one process ({t['hardware']}, {t['model']} width {t['width']}, batch "
-            f"{t['batch_size']} of {t['patch_size']}², {t['dtype']}): {t['patches_per_s']:.0f} patches/s, "
-            f"{t['tflops']:.3g} TFLOP/s, {t['peak_fraction']:.3f} of the {t['peak_tflops']:.3g} TFLOP/s "
-            f"matmul peak of its rounds; batches made on the device: {t.get('device_patches_per_s', 0):.0f} "
-            f"patches/s; one loader process ({t['data_task']}): {t['data_patches_per_s']:.0f} patches/s.",
-        ]
-    if bench and "infer" in bench:
-        from rednet.report import render_infer_table
-
-        lines += [
-            "",
-            "Inference speed (`rednet bench infer` on the device):",
-            "",
-            render_infer_table(bench["infer"]),
-        ]
-    if bench and "error" in bench:
-        lines += ["", f"The benchmark failed: {bench['error']}"]
-    return "\n".join(lines) + "\n"

@@ -538,17 +538,17 @@ def _add_campaign_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
-    from rednet import campaign
+    from rednet import campaign, lease
     from rednet.data import data_root
 
     if args.what == "data":
         print(json.dumps(campaign.pack_data(data_root(args.data_root), args.output), indent=2))
     elif args.what == "unpack":
-        print(json.dumps(campaign.unpack(args.folder, args.runs), indent=2))
+        print(json.dumps(lease.unpack(args.folder, args.runs), indent=2))
     elif args.what == "report":
         bench = args.folder / "bench.json"
         summary = json.loads((args.folder / "campaign.json").read_text())
-        print(campaign.render_lease(summary, json.loads(bench.read_text()) if bench.is_file() else None))
+        print(lease.render_lease(summary, json.loads(bench.read_text()) if bench.is_file() else None))
     else:
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(campaign.CampaignConfig)}
         values["jobs"] = tuple(j.strip() for j in args.jobs.split(",") if j.strip())

@@ -31,6 +31,35 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
+def _config(seed: int, per_operation: int) -> Any:
+    """schemathesis' settings: ``seed``, no cache or example database (the same seed, the same run),
+    ``per_operation`` examples per operation, and the refusals each operation may give valid-looking data."""
+    import schemathesis
+
+    accepted = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # the check's default
+    return schemathesis.Config.from_dict(
+        {
+            "seed": seed,
+            "cache": {"enabled": False},  # no state between runs: the same seed, the same run
+            "generation": {"max-examples": per_operation, "database": "none"},
+            "operations": [
+                {  # refusals that depend on the image's bytes or on rules across fields (task x level x
+                    # model x fast), which a JSON schema cannot state: valid-looking data may get them
+                    "include-operation-id": operation,
+                    "checks": {"positive_data_acceptance": {"expected-statuses": [*accepted, *refusals]}},
+                }
+                for operation, refusals in [
+                    ("restore_now", ["400", "413", "415", "422"]),
+                    ("submit", ["400", "413", "415", "422"]),
+                    ("job_state", ["410"]),  # a job deleted (cancelled) before
+                    ("job_result", ["410"]),
+                    ("job_input", ["410"]),
+                ]
+            ],
+        }
+    )
+
+
 def run_api_fuzz(cases: int, seed: int = 0) -> dict[str, Any]:
     """Fuzz the API of ``rednet serve`` with schemathesis (all default checks, stateful phase included).
 
@@ -59,28 +88,7 @@ def run_api_fuzz(cases: int, seed: int = 0) -> dict[str, Any]:
     probe = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = sum(1 for result in probe.get_all_operations() if hasattr(result, "ok"))
     per_operation = max(1, cases // max(1, operations))
-    accepted = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # the check's default
-    config = schemathesis.Config.from_dict(
-        {
-            "seed": seed,
-            "cache": {"enabled": False},  # no state between runs: the same seed, the same run
-            "generation": {"max-examples": per_operation, "database": "none"},
-            "operations": [
-                {  # refusals that depend on the image's bytes or on rules across fields (task x level x
-                    # model x fast), which a JSON schema cannot state: valid-looking data may get them
-                    "include-operation-id": operation,
-                    "checks": {"positive_data_acceptance": {"expected-statuses": [*accepted, *refusals]}},
-                }
-                for operation, refusals in [
-                    ("restore_now", ["400", "413", "415", "422"]),
-                    ("submit", ["400", "413", "415", "422"]),
-                    ("job_state", ["410"]),  # a job deleted (cancelled) before
-                    ("job_result", ["410"]),
-                    ("job_input", ["410"]),
-                ]
-            ],
-        }
-    )
+    config = _config(seed, per_operation)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
 
     @schema.hook
