@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from rednet.infer import restore
 from rednet.model import RED10, RED20, RED30, REDNet, REDNetConfig
+from rednet.version import __version__
 from rednet.zoo import load
-
-__version__ = "0.1.0"
 
 __all__ = ["RED10", "RED20", "RED30", "REDNet", "REDNetConfig", "__version__", "load", "restore"]

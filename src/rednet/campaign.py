@@ -409,7 +409,7 @@ def shipped_weights(name: str) -> tuple[Path, float | None]:
 
 def _smoke(campaign: CampaignConfig, work: Path, out: Path) -> dict[str, dict[str, Any]]:
     """Phase 1: ``smoke_steps`` of each job at once; returns the jobs that trained, with their rates."""
-    from rednet.zoo import export_run
+    from rednet.export import export_run
 
     deadline = time.time() + campaign.smoke_seconds
     processes = []

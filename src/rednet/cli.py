@@ -23,14 +23,13 @@ import torch
 from rednet import __version__
 from rednet.extras import MissingExtraError, require
 from rednet.infer import DAMAGE_THRESHOLD, native_bf16
+from rednet.tasks import TASK_NAMES
 
 TASK_HELP = "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel [--sigma]), inpaint (--mask)"
 
 
 def _add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> None:
-    p.add_argument(
-        "--task", required=True, choices=["denoise", "sr", "jpeg", "deblur", "inpaint"], help=TASK_HELP
-    )
+    p.add_argument("--task", required=True, choices=list(TASK_NAMES), help=TASK_HELP)
     p.add_argument(
         "--sigma", type=float, help="noise std on the 0-255 scale (denoise; added noise for deblur)"
     )
@@ -386,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--data-task",
         default="denoise",
-        choices=["denoise", "sr", "jpeg", "deblur", "inpaint"],
+        choices=list(TASK_NAMES),
         help="task whose data pipeline is timed",
     )
     b.add_argument("--json", action="store_true", help="print JSON (the default output is JSON as well)")
@@ -737,7 +736,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = export_onnx(model, args.output, opset=args.opset, card=card)
         print(f"wrote {out}", file=sys.stderr)
         return 0
-    from rednet.zoo import export_run
+    from rednet.export import export_run
 
     out = export_run(args.run_dir, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite)
     print(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
@@ -899,36 +898,28 @@ def _eval_config(args: argparse.Namespace, **extra):
 
 
 def cmd_degrade(args: argparse.Namespace) -> int:
-    from rednet import degrade, io
-    from rednet.evaluate import inpaint_damage, kernel_by_name
+    from rednet import io
+    from rednet.tasks import task_named
 
     _eval_config(args, dataset=".")  # validates the task's level flags
-    saves_mask = args.task == "inpaint" and args.save_mask is not None
+    task = task_named(args.task)
+    saves_mask = task.masks and args.save_mask is not None
     targets = [args.output, *([args.save_mask] if saves_mask else [])]
     _check_targets([(args.input, t) for t in targets], [args.input])
     existing = _existing(targets)
     if existing and not args.overwrite:
         raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite to replace it")
     x, info = io.read_image(args.input)
-    rng = np.random.default_rng(args.seed)
-    alpha, mask = info.alpha, None
-    if args.task == "denoise":
-        y = degrade.gaussian_noise(x, args.sigma, generator=rng)
-    elif args.task == "sr":
-        # The low-resolution image a user would have; `rednet restore --task sr` takes it back up.
-        y = degrade.imresize(degrade.crop_to_multiple(x, args.scale), 1 / args.scale)
-        if alpha is not None:
-            alpha = degrade.imresize(degrade.crop_to_multiple(alpha, args.scale), 1 / args.scale)
-    elif args.task == "jpeg":
-        y = degrade.jpeg(x, args.quality)
-    elif args.task == "deblur":
-        y = degrade.blur(x, kernel_by_name(args.kernel), sigma=args.sigma or 0.0, generator=rng)
-    else:
-        _, y, mask = inpaint_damage(x, args.mask, rng)
-    info = dataclasses.replace(info, alpha=None if alpha is None else alpha.clamp(0, 1))
-    out = io.write_image(args.output, y.clamp(0, 1), info, overwrite=args.overwrite, protect=[args.input])
-    if mask is not None and args.save_mask is not None:
-        io.write_image(args.save_mask, 1 - mask, overwrite=args.overwrite, protect=[args.input, out])
+    level = task.level_of(args)
+    # What a user would have: for SR the small image, which `rednet restore --task sr` takes back up.
+    degraded = task.degrade_file(x, level, generator=np.random.default_rng(args.seed))
+    alpha = None if info.alpha is None else task.shrink(info.alpha, level).clamp(0, 1)
+    info = dataclasses.replace(info, alpha=alpha)
+    out = io.write_image(
+        args.output, degraded.degraded.clamp(0, 1), info, overwrite=args.overwrite, protect=[args.input]
+    )
+    if degraded.mask is not None and args.save_mask is not None:
+        io.write_image(args.save_mask, 1 - degraded.mask, overwrite=args.overwrite, protect=[args.input, out])
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -998,13 +989,16 @@ def _check_targets(pairs: list[tuple[Path, Path]], protected: list[Path]) -> Non
 
 def _blind_inpainting(args: argparse.Namespace) -> bool:
     """Whether ``restore`` inpaints without being told where the damage is (and so finds it first)."""
-    return args.task == "inpaint" and args.mask is None and not (args.model or args.weights or args.fast)
+    from rednet.tasks import task_named
+
+    return task_named(args.task).masks and args.mask is None and not (args.model or args.weights or args.fast)
 
 
 def _restore_model(args: argparse.Namespace, channels: int, device: torch.device):
     """(model, detector): the model that restores, and for blind inpainting in two steps the damage model
     whose mask it fills (None otherwise)."""
     from rednet import zoo
+    from rednet.tasks import task_named
 
     if args.weights is not None:
         if args.model or args.fast:
@@ -1013,14 +1007,15 @@ def _restore_model(args: argparse.Namespace, channels: int, device: torch.device
         if model.config.output != "image":
             raise ValueError(f"{args.weights} finds damage, it does not restore")
         return model, None
-    variant = {"deblur": args.kernel or "", "inpaint": "mask" if args.mask is not None else ""}
+    task = task_named(args.task)
+    # The shipped models of a task come one per kernel (deblur) or with and without a mask input (inpaint).
+    variant = (args.kernel or "") if task.uses_kernel else ""
+    variant = "mask" if task.masks and args.mask is not None else variant
     detector, pair = None, zoo.detect_and_fill()
     if _blind_inpainting(args) and pair:
         # Blind inpainting: the damage model finds the damage and the mask-aware model fills it.
-        detector, variant["inpaint"] = zoo.load(pair[0], device=device), "mask"
-    name = args.model or zoo.default_model(
-        args.task, channels, fast=args.fast, variant=variant.get(args.task, "")
-    )
+        detector, variant = zoo.load(pair[0], device=device), "mask"
+    name = args.model or zoo.default_model(args.task, channels, fast=args.fast, variant=variant)
     model = zoo.load(name, device=device)
     if model.card.get("task", args.task).split(",")[0] != args.task:
         raise ValueError(f"model {name} restores {model.card.get('task')}, not {args.task}")
@@ -1036,14 +1031,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     import torch.distributed as dist
 
-    from rednet import degrade, io, zoo
+    from rednet import io, zoo
     from rednet.infer import find_damage, restore
+    from rednet.tasks import task_named
 
-    if args.task == "sr" and args.scale is None:
-        raise ValueError("task 'sr' needs --scale (the factor to enlarge by)")
-    if args.mask is not None and args.task != "inpaint":
+    task = task_named(args.task)
+    if task.restore_level.required and getattr(args, task.level) is None:
+        raise ValueError(f"task {task.name!r} needs --{task.level} (the factor to enlarge by)")
+    if args.mask is not None and not task.masks:
         raise ValueError("--mask is for --task inpaint")
-    if args.kernel is not None and args.task != "deblur":
+    if args.kernel is not None and not task.uses_kernel:
         raise ValueError("--kernel is for --task deblur")
     if args.save_mask is not None and not _blind_inpainting(args):
         raise ValueError(
@@ -1109,10 +1106,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             channels = x.shape[1]
             if channels not in models:
                 models[channels] = _restore_model(args, channels, device)
-            alpha = info.alpha
-            if args.task == "sr":
-                x = degrade.imresize(x, float(args.scale))
-                alpha = None if alpha is None else degrade.imresize(alpha, float(args.scale)).clamp(0, 1)
+            level = getattr(args, task.level)
+            x = task.pre_restore(x, level)  # SR: the bicubic enlargement
+            alpha = None if info.alpha is None else task.pre_restore(info.alpha, level).clamp(0, 1)
             model, detector = models[channels]
             mask = None if args.mask is None else io.read_mask(args.mask, size=x.shape[-2:])
             options = {"tile": args.tile or "auto", "ensemble": args.ensemble, "bf16": bf16}
@@ -1159,7 +1155,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             "processes": world,
             "bf16": bf16,
             "device": str(device),
-            **({"sigma": args.sigma, "sigma_used": False} if args.task == "denoise" else {}),
+            **({"sigma": args.sigma, "sigma_used": False} if task.level == "sigma" else {}),
             "results": results,
         }
         if args.json:

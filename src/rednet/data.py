@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from torch import Tensor
 from rednet import degrade
 from rednet.io import is_image_file, read_image
 from rednet.metrics import rgb_to_y
+from rednet.tasks import Blur, kernel_by_name, task_named
 
 __all__ = [
     "BENCHMARKS",
@@ -197,34 +199,33 @@ class Corruption:
     def margin(self) -> int:
         """Pixels cut around each patch before degrading it, so that no patch edge shows in the patch:
         the bicubic support for SR, the JPEG block grid (16 phases for 4:2:0), the blur kernel."""
-        return 0 if self.task in ("denoise", "inpaint") else 16
+        return task_named(self.task).margin
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        """The level of one patch, as ``Task.degrade`` takes it: a number, a :class:`rednet.tasks.Blur`
+        (deblur: its kernel, then its noise) or the inpainting damage ("text", "decoys", "strokes" or a
+        drawn pixel-loss rate)."""
+        task = task_named(self.task)
+        if task.uses_kernel:
+            if self.kernel_or_mask == "gaussian-family":
+                kernel = degrade.gaussian_kernel(25, self.blur_sigma.draw(rng))
+            else:
+                kernel = kernel_by_name(self.kernel_or_mask)
+            return Blur(kernel, self.levels.draw(rng))
+        if task.masks:
+            kind = self.kernel_or_mask
+            return kind if kind in ("text", "decoys", "strokes") else self.levels.draw(rng)
+        if task.integer_levels:
+            return int(self.levels.draw(rng, integer=True))
+        return self.levels.draw(rng)
 
     def apply(self, region: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         """Degrade one clean region (1, C, R, R) in [0, 1]; returns (clean, degraded), both (1, C, R', R')
         (the degraded one (1, C + 1, R', R') ``with_mask``)."""
-        if self.task == "denoise":
-            return region, degrade.gaussian_noise(region, self.levels.draw(rng), generator=rng)
-        if self.task == "sr":
-            return degrade.bicubic_sr(region, int(self.levels.draw(rng, integer=True)))
-        if self.task == "jpeg":
-            return region, degrade.jpeg(region, int(self.levels.draw(rng, integer=True)))
-        if self.task == "deblur":
-            if self.kernel_or_mask == "gaussian-family":
-                kernel = degrade.gaussian_kernel(25, self.blur_sigma.draw(rng))
-            else:
-                from rednet.evaluate import kernel_by_name
-
-                kernel = kernel_by_name(self.kernel_or_mask)
-            return region, degrade.blur(region, kernel, sigma=self.levels.draw(rng), generator=rng)
-        if self.kernel_or_mask == "text":
-            degraded, mask = degrade.text_overlay(region, generator=rng)
-        elif self.kernel_or_mask == "decoys":
-            region, degraded, mask = degrade.text_over_content_text(region, generator=rng)
-        elif self.kernel_or_mask == "strokes":
-            degraded, mask = degrade.scratches_and_text(region, generator=rng)
-        else:
-            degraded, mask = degrade.drop_pixels(region, self.levels.draw(rng), generator=rng)
-        return region, torch.cat([degraded, mask], dim=1) if self.with_mask else degraded
+        c = task_named(self.task).degrade(region, self.draw(rng), generator=rng)
+        if self.with_mask and c.mask is not None:
+            return c.clean, torch.cat([c.degraded, c.mask], dim=1)
+        return c.clean, c.degraded
 
 
 SATURATION_RANGE = (0.5, 2.0)
@@ -328,7 +329,7 @@ class PatchDataset(torch.utils.data.Dataset):
     def region_size(self, corruption: Corruption) -> int:
         """Side of the clean region cut for one patch: the patch plus margins, a multiple of every scale."""
         side = self.patch_size + 2 * corruption.margin()
-        return math.ceil(side / 12) * 12 if corruption.task == "sr" else side
+        return math.ceil(side / 12) * 12 if task_named(corruption.task).enlarges else side
 
     def __len__(self) -> int:
         return 2**62

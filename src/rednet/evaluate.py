@@ -19,7 +19,6 @@ Restored images are clipped and rounded to 8 bits before scoring unless ``quanti
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,15 +33,24 @@ from rednet import baselines, degrade, io
 from rednet.data import resolve_dataset
 from rednet.infer import DAMAGE_THRESHOLD
 from rednet.metrics import psnr, rgb_to_y, ssim
+from rednet.tasks import TASK_NAMES, Corrupted, inpaint_damage, kernel_by_name, parse_mask, task_named
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "Corrupted", "EvalConfig", "corrupt", "evaluate", "kernel_by_name"]
+__all__ = [
+    "METHODS",
+    "Corrupted",
+    "EvalConfig",
+    "corrupt",
+    "evaluate",
+    "inpaint_damage",
+    "kernel_by_name",
+    "parse_mask",
+]
 
 Task = Literal["denoise", "sr", "jpeg", "deblur", "inpaint"]
 Channel = Literal["auto", "y", "gray", "rgb"]
-TASKS: tuple[str, ...] = ("denoise", "sr", "jpeg", "deblur", "inpaint")
-KERNELS = ("gaussian", "disk")
+TASKS: tuple[str, ...] = TASK_NAMES
 
 
 @dataclass(frozen=True)
@@ -104,119 +112,36 @@ class EvalConfig:
     damage_ensemble: bool = True
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        need = {"denoise": "sigma", "sr": "scale", "jpeg": "quality", "deblur": "kernel", "inpaint": "mask"}
-        if getattr(self, need[self.task]) is None:
-            raise ValueError(f"task {self.task!r} needs --{need[self.task]}")
-        if self.task == "sr" and self.scale not in (2, 3, 4):
-            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
-        if self.task == "jpeg" and not 1 <= int(self.quality) <= 100:
-            raise ValueError(f"quality must be 1..100, got {self.quality}")
-        if self.task == "deblur":
-            kernel_by_name(str(self.kernel))
-        if self.task == "inpaint":
-            parse_mask(self.mask)
+        task = task_named(self.task)
+        if getattr(self, task.level) is None:
+            raise ValueError(f"task {self.task!r} needs --{task.level}")
+        task.check_level(getattr(self, task.level))
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.task not in METHODS[self.method][1]:
             raise ValueError(f"method {self.method!r} does not do task {self.task!r}")
         if self.method == "rednet" and not self.model:
             raise ValueError("method 'rednet' needs --model NAME or --weights FILE")
-        if self.detector and (self.method != "rednet" or self.task != "inpaint"):
+        if self.detector and (self.method != "rednet" or not task.masks):
             raise ValueError("--detector is for --task inpaint --method rednet (with a mask-aware model)")
 
     @property
     def resolved_shave(self) -> int:
         if self.shave is not None:
             return self.shave
-        return int(self.scale) if self.task == "sr" else 0
+        return task_named(self.task).shave(self.scale)
 
     def resolved_channel(self, color: bool) -> str:
         """The channel the protocol scores for a set whose images are colour (``color``) or gray."""
         if self.channel != "auto":
             return self.channel
-        if self.task in ("sr", "jpeg"):
-            return "y" if color else "gray"
-        if self.task == "denoise":
-            return "rgb" if color else "gray"
-        return "rgb"
-
-
-def parse_mask(mask: str | None) -> float | None:
-    """ "text" or "decoys" -> None (a text overlay); "0.5" -> 0.5 (pixel-loss rate in (0, 1))."""
-    if mask in ("text", "decoys"):
-        return None
-    try:
-        rate = float(mask)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"mask must be 'text', 'decoys' or a pixel-loss rate in (0, 1), got {mask!r}"
-        ) from None
-    if not 0 < rate < 1:
-        raise ValueError(f"mask rate must be in (0, 1), got {rate}")
-    return rate
-
-
-def kernel_by_name(name: str) -> Tensor:
-    """A blur kernel (K, K) by name.
-
-    The official demo's kernels: "gaussian" = fspecial('gaussian', 25, 1.6), "disk" = ('disk', 7); and
-    "gaussian-S", a 25 x 25 Gaussian of sigma S pixels (0 < S <= 4), for the blind deblurrer's family.
-    """
-    if name == "gaussian":
-        return degrade.gaussian_kernel(25, 1.6)
-    if name == "disk":
-        return degrade.disk_kernel(7)
-    match = re.fullmatch(r"gaussian-(\d+(?:\.\d+)?)", name)
-    if match and 0 < float(match.group(1)) <= 4:
-        return degrade.gaussian_kernel(25, float(match.group(1)))
-    raise ValueError(
-        f"kernel must be one of {', '.join(KERNELS)} or gaussian-S (sigma S in (0, 4]), got {name!r}"
-    )
-
-
-@dataclass
-class Corrupted:
-    """A clean image, its corruption and what a method may know about it.
-
-    Attributes:
-        clean: (1, C, H, W) ground truth in [0, 1] (cropped for SR).
-        degraded: (1, C, H, W) the method's input (unclipped for noise).
-        mask: (1, 1, H, W) inpainting mask, 1 = kept; None for other tasks.
-    """
-
-    clean: Tensor
-    degraded: Tensor
-    mask: Tensor | None = None
+        return task_named(self.task).channel(color)
 
 
 def corrupt(clean: Tensor, config: EvalConfig, seed: int) -> Corrupted:
     """Apply the configured corruption to one clean image (1, C, H, W) with the given seed."""
-    rng = np.random.default_rng(seed)
-    if config.task == "denoise":
-        return Corrupted(clean, degrade.gaussian_noise(clean, float(config.sigma), generator=rng))
-    if config.task == "sr":
-        cropped, degraded = degrade.bicubic_sr(clean, int(config.scale))
-        return Corrupted(cropped, degraded)
-    if config.task == "jpeg":
-        return Corrupted(clean, degrade.jpeg(clean, int(config.quality)))
-    if config.task == "deblur":
-        kernel = kernel_by_name(str(config.kernel))
-        return Corrupted(clean, degrade.blur(clean, kernel, sigma=float(config.sigma or 0), generator=rng))
-    return Corrupted(*inpaint_damage(clean, str(config.mask), rng))
-
-
-def inpaint_damage(clean: Tensor, mask: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Damage one clean image (1, C, H, W) in [0, 1] as the inpainting ``mask`` setting says: "text"
-    (white/black text), "decoys" (that text over an image given text of its own, which becomes the ground
-    truth) or a pixel-loss rate such as "0.5". Returns (clean, degraded, mask), mask 1 = kept."""
-    if mask == "decoys":
-        return degrade.text_over_content_text(clean, generator=rng)
-    rate = parse_mask(mask)
-    if rate is None:
-        return clean, *degrade.text_overlay(clean, generator=rng)
-    return clean, *degrade.drop_pixels(clean, rate, generator=rng)
+    task = task_named(config.task)
+    return task.degrade(clean, task.level_of(config), generator=np.random.default_rng(seed))
 
 
 Method = Callable[[Corrupted, EvalConfig], Tensor]
@@ -312,6 +237,7 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
     Raises:
         ValueError: if no image at all could be evaluated.
     """
+    task = task_named(config.task)
     files, color = resolve_dataset(config.dataset, config.data_root)
     if config.limit is not None:
         files = files[: config.limit]
@@ -348,7 +274,7 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
             "ssim": float(ssim(restored, clean, shave=shave)[0]),
             "seconds": seconds,
         }
-        if config.task == "sr" and shave:  # the paper's own SR code scores the whole image
+        if task.enlarges and shave:  # the paper's own SR code scores the whole image
             row["psnr_shave0"] = float(psnr(restored, clean)[0])
         rows.append(row)
     if not rows:
@@ -362,8 +288,5 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         "noise_generator": "numpy.random.default_rng(seed).standard_normal",
         "images": len(rows),
     }
-    if config.task == "sr":
-        protocol["sr_input"] = "MATLAB-compatible bicubic down (LR rounded to 8 bits), then bicubic up"
-    if config.task == "jpeg":
-        protocol["jpeg_codec"] = "Pillow (libjpeg) at the given quality"
+    protocol.update(task.notes)
     return {"config": asdict(config), "protocol": protocol, "mean": mean, "images": rows, "failed": failed}

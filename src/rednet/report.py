@@ -13,6 +13,7 @@ from typing import Any
 
 from rednet.extras import require
 from rednet.io import replace_atomically
+from rednet.tasks import task_named
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,8 @@ def _measure(config: Any, method: str, threads: int | None = None) -> dict[str, 
 
         torch.set_num_threads(threads)
     result = evaluate(config)
-    level = {"sr": config.scale, "jpeg": config.quality}.get(config.task, config.sigma)
+    task = task_named(config.task)
+    level = getattr(config, task.level) if task.integer_levels else config.sigma  # SR scale, JPEG quality
     return {
         "dataset": config.dataset,
         "channel": config.channel,
@@ -211,6 +213,7 @@ def run_denoise_report(
         color = resolve_dataset(dataset, report.data_root)[1]
         channels = 3 if color else 1
         # The model for the set's channels only: a gray model on a colour set would leave the chroma noise.
+        # (A task-name test: this report is the denoising one, and picks among the shipped denoisers.)
         model_name = next(
             (n for n, e in WEIGHTS.items() if e.task == "denoise" and e.channels == channels), None
         )
@@ -425,7 +428,7 @@ def run_task_report(report: TaskReport, *, jobs: int = 1, progress: bool = False
                     model=model_name if name == "rednet" else None,
                     ensemble=method == "rednet+ensemble",
                     bf16=report.bf16 and name == "rednet",
-                    **({"scale": level} if report.task == "sr" else {"quality": level}),
+                    **{task_named(report.task).level: level},
                 )
                 cells.append((config, method))
     return _run_cells(cells, jobs, progress)
@@ -435,7 +438,7 @@ def _task_table(
     report: TaskReport, cell: dict[tuple, dict[str, Any]], dataset: str, channel: str, present: list[str]
 ) -> list[str]:
     """The lines of one table of :func:`render_task_report`: one dataset, Y/gray or RGB."""
-    sr = report.task == "sr"
+    sr = task_named(report.task).enlarges
     levels = report.levels
     input_label = "bicubic" if sr else "JPEG input"
     published = PUBLISHED_SR if sr else PUBLISHED_JPEG
@@ -494,7 +497,7 @@ def _table_name(dataset: str, channel: str, sr: bool) -> str:
 
 def render_task_report(records: list[dict[str, Any]], report: TaskReport, header: str) -> str:
     """The markdown tables of an SR or JPEG report (a section of ``docs/results.md``)."""
-    sr = report.task == "sr"
+    sr = task_named(report.task).enlarges
     cell = {(r["dataset"], r["channel"], r["level"], r["method"]): r for r in records}
     levels = report.levels
     title = (
@@ -632,7 +635,7 @@ class ClassicReport:
         """The EvalConfig fields of one column (validated)."""
         from rednet.evaluate import kernel_by_name, parse_mask
 
-        if self.task == "inpaint":
+        if task_named(self.task).masks:
             parse_mask(setting)
             return {"mask": setting}
         kernel, _, sigma = setting.partition(":")
@@ -709,7 +712,8 @@ def run_classic_report(
     from rednet.evaluate import EvalConfig
     from rednet.zoo import detect_and_fill
 
-    tuning = tune_deconvolution(report, jobs=jobs, progress=progress) if report.task == "deblur" else []
+    deblur = task_named(report.task).uses_kernel
+    tuning = tune_deconvolution(report, jobs=jobs, progress=progress) if deblur else []
     best = _best_parameters(tuning)
     cells, settings, skipped = [], [], set()
     for dataset in report.datasets:
@@ -761,7 +765,7 @@ def _best_parameters(tuning: list[dict[str, Any]]) -> dict[tuple[str, str], floa
 
 
 def _setting_label(task: str, setting: str) -> str:
-    if task == "inpaint":
+    if task_named(task).masks:
         return "text" if setting == "text" else f"{float(setting):.0%} pixels lost"
     kernel, _, sigma = setting.partition(":")
     name = {"gaussian": "Gaussian σ 1.6", "disk": "disk r 7"}.get(
@@ -772,7 +776,7 @@ def _setting_label(task: str, setting: str) -> str:
 
 def render_classic_report(records: list[dict[str, Any]], report: ClassicReport, header: str) -> str:
     """The markdown tables of a deblurring or inpainting report (a section of ``docs/results.md``)."""
-    deblur = report.task == "deblur"
+    deblur = task_named(report.task).uses_kernel
     tuning = [r for r in records if r.get("tuning")]
     cell = {(r["dataset"], r["setting"], r["method"]): r for r in records if not r.get("tuning")}
     best = _best_parameters(tuning)
@@ -860,7 +864,7 @@ def _classic_gains(
         return r["psnr"] if r else None
 
     lines = []
-    if report.task == "deblur":
+    if task_named(report.task).uses_kernel:
         rivals = tuple(r for r in ("wiener", "richardson-lucy") if r in present)
         name = {2: "the better of Wiener and R–L", 1: "Wiener" if "wiener" in rivals else "R–L"}
         pairs = [(m, rivals, name.get(len(rivals), "")) for m in ("rednet", "rednet-blind")]

@@ -36,6 +36,7 @@ from rednet.device_patches import DevicePatches
 from rednet.infer import native_bf16
 from rednet.io import replace_atomically
 from rednet.model import REDNet, REDNetConfig, convert_channels
+from rednet.tasks import TASKS, task_named
 
 __all__ = ["TrainConfig", "hardware", "load_checkpoint", "train"]
 
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 DAMAGE_WEIGHT = 4.0
 """Weight of the damaged pixels in a damage model's cross-entropy (the intact ones weigh 1)."""
 
-LEVEL_FIELD = {"denoise": "sigma", "sr": "scale", "jpeg": "quality", "deblur": "sigma", "inpaint": "mask"}
+LEVEL_FIELD = {name: task.train_level for name, task in TASKS.items()}
+"""Task name -> the field of :class:`TrainConfig` that holds its training levels."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class TrainConfig:
         for task in self.tasks:
             if task not in LEVEL_FIELD:
                 raise ValueError(f"task must be among {', '.join(LEVEL_FIELD)}, got {task!r}")
+        inpaint_only = len(self.tasks) == 1 and task_named(self.tasks[0]).masks
         checks = {
             "channel": self.channel in ("gray", "y", "rgb"),
             "schedule": self.schedule in ("constant", "cosine"),
@@ -158,8 +161,9 @@ class TrainConfig:
             "dtype": self.dtype in ("auto", "bf16", "fp32"),
             "device": self.device in ("auto", "cpu", "cuda"),
             "kernel": self.kernel in ("gaussian", "disk", "gaussian-family"),
-            "mask_input": not self.mask_input or self.tasks == ["inpaint"],
-            "output": self.output == "image" or (self.output == "damage" and self.tasks == ["inpaint"]),
+            "mask_input": not self.mask_input or inpaint_only,
+            "output": self.output == "image" or (self.output == "damage" and inpaint_only),
+            # a task-name test: DevicePatches makes the denoising patches only (Gaussian noise, on the GPU)
             "patches_on_device": not self.patches_on_device
             or (self.tasks == ["denoise"] and not self.patch_stride),
             "steps": self.steps >= 1,
@@ -181,7 +185,7 @@ class TrainConfig:
         """The training corruptions, one per task."""
         out = []
         for task in self.tasks:
-            if task == "inpaint":
+            if task_named(task).masks:
                 for kind in self.mask.split("+"):
                     kind = kind.strip()
                     with_mask = self.mask_input or self.output == "damage"  # an input, or the target
@@ -191,7 +195,7 @@ class TrainConfig:
                         out.append(Corruption(task, Levels.parse(kind), "rate", with_mask=with_mask))
             else:
                 spec = getattr(self, LEVEL_FIELD[task])
-                kernel = self.kernel if task == "deblur" else ""
+                kernel = self.kernel if task_named(task).uses_kernel else ""
                 out.append(Corruption(task, Levels.parse(spec), kernel, Levels.parse(self.blur_sigma)))
         return out
 
@@ -340,7 +344,7 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
 
     task = config.tasks[0]
     levels = {"sigma": None, "scale": None, "quality": None, "kernel": None, "mask": None}
-    field = "kernel" if task == "deblur" else LEVEL_FIELD[task]
+    field = task_named(task).level
     value: Any = config.val_level
     if field in ("scale", "quality"):
         value = int(float(value))
@@ -348,7 +352,7 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
         value = float(value)
     # A blind Gaussian deblurrer is validated on the demo's Gaussian (sigma 1.6), inside its family.
     levels[field] = value if field != "kernel" else config.kernel.replace("gaussian-family", "gaussian")
-    if task == "deblur":
+    if task_named(task).uses_kernel:  # the added noise
         levels["sigma"] = float(config.val_level)
     eval_config = EvalConfig(
         task=task,  # type: ignore[arg-type]

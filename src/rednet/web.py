@@ -70,12 +70,14 @@ from torch import Tensor
 
 from rednet import __version__, degrade, io, zoo
 from rednet.infer import find_damage, native_bf16, restore
+from rednet.tasks import TASK_NAMES, task_named
+from rednet.tasks import TASKS as ALL_TASKS
 
 __all__ = ["TASKS", "ServeSettings", "create_app", "demo_sample", "serve"]
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("denoise", "sr", "jpeg", "deblur", "inpaint")
+TASKS = TASK_NAMES
 """The task names of ``rednet restore --task``."""
 
 Task = Literal["denoise", "sr", "jpeg", "deblur", "inpaint"]
@@ -84,13 +86,7 @@ HIDDEN = ("mask", "detect")
 """Model variants the API does not offer: the mask-aware model needs a mask (command line only); the damage
 model is the first step of blind inpainting, which the API runs when no model is named."""
 
-LEVELS: dict[str, dict[str, Any]] = {
-    "denoise": {"name": "sigma", "min": 0, "max": 255, "required": False, "help": "noise std, 0-255 scale"},
-    "sr": {"name": "scale", "choices": [2, 3, 4], "required": True, "help": "enlargement factor"},
-    "jpeg": {"name": "quality", "min": 1, "max": 100, "required": False, "help": "JPEG quality of the input"},
-    "deblur": {"name": None, "required": False, "help": "no level"},
-    "inpaint": {"name": None, "required": False, "help": "no level"},
-}
+LEVELS: dict[str, dict[str, Any]] = {name: task.restore_level.as_json() for name, task in ALL_TASKS.items()}
 """What ``level`` means per task (as ``--sigma``, ``--scale``, ``--quality`` of ``rednet restore``)."""
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -384,7 +380,8 @@ class Service:
 
         try:
             start = time.perf_counter()
-            pair = zoo.detect_and_fill() if job.task == "inpaint" and not job.model else None
+            task = task_named(job.task)
+            pair = zoo.detect_and_fill() if task.masks and not job.model else None
             # blind inpainting in two steps: the damage model finds the mask, the other fills it
             name = (
                 pair[1]
@@ -393,11 +390,8 @@ class Service:
             )
             model, job.model = self.model(name), " + ".join(pair) if pair else name
             job.timings_ms["load"] = _ms(start)
-            alpha = info.alpha
-            if job.task == "sr":
-                scale = float(job.level or 0)
-                x = degrade.imresize(x, scale)
-                alpha = None if alpha is None else degrade.imresize(alpha, scale).clamp(0, 1)
+            x = task.pre_restore(x, job.level or 0)  # SR: the bicubic enlargement
+            alpha = None if info.alpha is None else task.pre_restore(info.alpha, job.level or 0).clamp(0, 1)
             start = time.perf_counter()
             options = {"tile": self.settings.tile, "ensemble": job.ensemble, "bf16": self.bf16}
             detector = self.model(pair[0]) if pair else None
@@ -740,7 +734,7 @@ def _models_json(settings: ServeSettings) -> dict[str, Any]:
         ]
         if names:
             level = dict(LEVELS[task])
-            if task in ("denoise", "jpeg"):
+            if ALL_TASKS[task].level_recorded_only:
                 level["used"] = False  # the shipped models are blind: the level is only recorded
             tasks[task] = {"models": names, "fast": any(zoo.WEIGHTS[n].fast for n in names), "level": level}
     limits = {
@@ -911,7 +905,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             if not data:
                 raise HTTPException(400, "upload: empty file (0 bytes)")
             x, info = await run_in_threadpool(service.decode, job, data)
-            if form.task == "sr":
+            if task_named(form.task).enlarges:
                 pixels = x.shape[-1] * x.shape[-2] * int(form.level or 1) ** 2
                 if pixels > settings.max_pixels:
                     raise HTTPException(
