@@ -331,6 +331,35 @@ def test_eval_continues_past_a_bad_file_reports_it_and_exits_1(tmp_path, capsys)
     assert "b.png: not an image" in captured.err
 
 
+def test_eval_save_writes_each_restored_image_and_jobs_give_the_same_scores(tmp_path, capsys):
+    images = tmp_path / "set"
+    images.mkdir()
+    for name, photo in (("a", data.camera()), ("b", data.moon()), ("c", data.coins())):
+        Image.fromarray(photo[:48, :48]).save(images / f"{name}.png")
+    argv = ["eval", "--task", "jpeg", "--quality", "10", "--dataset", str(images), "--method", "identity"]
+    argv += ["--json"]
+    assert main([*argv, "--save", str(tmp_path / "out")]) == 0
+    serial = json.loads(capsys.readouterr().out)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+    saved = np.asarray(Image.open(tmp_path / "out" / "b.png"), dtype=np.float64) / 255
+    clean = np.asarray(Image.open(images / "b.png"), dtype=np.float64) / 255
+    saved_psnr = 10 * np.log10(1 / np.mean((saved - clean) ** 2))
+    assert saved_psnr == pytest.approx(serial["images"][1]["psnr"], abs=1e-6)  # the image that was scored
+    assert main([*argv, "--jobs", "2"]) == 0
+    parallel = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in parallel["images"]] == ["a.png", "b.png", "c.png"]
+    assert [r["psnr"] for r in parallel["images"]] == [r["psnr"] for r in serial["images"]]  # same seeds
+
+
+def test_eval_save_never_writes_over_a_test_image(tmp_path, capsys):
+    Image.fromarray(data.camera()[:32, :32]).save(tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    argv = ["eval", "--task", "sr", "--scale", "2", "--dataset", str(tmp_path), "--method", "bicubic"]
+    assert main([*argv, "--save", str(tmp_path)]) == 1
+    assert (tmp_path / "a.png").read_bytes() == before
+    assert capsys.readouterr().err.startswith("rednet: error:")
+
+
 def test_eval_prints_a_readable_table(tmp_path, capsys):
     Image.fromarray(data.camera()[:64, :64]).save(tmp_path / "a.png")
     assert (

@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="base seed: image i uses seed + i (default 0)")
     p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--save", type=Path, metavar="DIR", help="write each restored image to DIR/NAME.png")
+    p.add_argument("--jobs", type=int, default=1, help="images restored at once, in processes (default 1)")
     p.add_argument(
         "--data-root", help="folder holding the benchmark sets (default $REDNET_DATA or ../shared/datasets)"
     )
@@ -1194,7 +1196,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         damage_tolerance=args.damage_tolerance,
         damage_ensemble=args.damage_ensemble,
     )
-    result = evaluate(config, progress=not args.json and sys.stderr.isatty())
+    progress = not args.json and sys.stderr.isatty()
+    result = evaluate(config, progress=progress, save=args.save, jobs=args.jobs)
     for bad in result["failed"]:
         print(f"rednet: error: {bad['error']}", file=sys.stderr)
     status = 1 if result["failed"] else 0

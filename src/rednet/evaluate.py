@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -220,40 +221,35 @@ def load_clean(path: Path, channel: str) -> Tensor:
     return io.read_image(path, mode="gray" if channel == "gray" else "rgb")[0]
 
 
-def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | None = None) -> dict:
-    """Run ``config.method`` over ``config.dataset`` and score it.
-
-    Args:
-        config: what to measure.
-        progress: show a progress bar on stderr.
-        method: override the method function (used by later issues' model methods and by tests).
+def _score_files(
+    config: EvalConfig,
+    files: list[tuple[int, Path]],
+    channel: str,
+    *,
+    method: Method | None = None,
+    save: Path | None = None,
+    protect: tuple[Path, ...] = (),
+    progress: bool = False,
+    threads: int | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """Corrupt, restore and score ``(index, file)`` pairs (image ``index`` uses seed ``config.seed + index``).
 
     Returns:
-        A JSON-ready dict: ``config``, ``protocol``, ``images`` (name, psnr, ssim, seconds; for SR with a
-        shave also ``psnr_shave0``, the whole image as the paper's code scores it), ``mean`` (of each of
-        those) and ``failed`` (name, error) for images that could not be read or corrupted; they are
-        skipped.
-
-    Raises:
-        ValueError: if no image at all could be evaluated.
+        (rows, failed): a row per image (``index``, name, psnr, ssim, seconds, and ``psnr_shave0`` for SR with
+        a shave), a (name, error) entry per image that could not be read or corrupted.
     """
+    if threads is not None:
+        torch.set_num_threads(threads)
     task = task_named(config.task)
-    files, color = resolve_dataset(config.dataset, config.data_root)
-    if config.limit is not None:
-        files = files[: config.limit]
-    if color is None:
-        color = io.read_image(files[0])[0].shape[1] == 3
-    channel = config.resolved_channel(color)
     fn = method or (rednet_method(config) if config.method == "rednet" else METHODS[config.method][0])
     shave = config.resolved_shave
-    rows = []
     iterator = files
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(files, desc=f"{config.method} {config.task}", unit="img")
-    failed = []
-    for index, path in enumerate(iterator):
+    rows, failed = [], []
+    for index, path in iterator:
         try:
             clean = load_clean(path, channel)
             corrupted = corrupt(clean, config, config.seed + index)
@@ -267,8 +263,11 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         seconds = time.perf_counter() - start
         if config.quantize:
             restored = degrade.quantize(restored)
+        if save is not None:
+            io.write_image(save / f"{path.stem}.png", restored, overwrite=True, protect=protect)
         clean = corrupted.clean
         row = {
+            "index": index,
             "name": path.name,
             "psnr": float(psnr(restored, clean, shave=shave)[0]),
             "ssim": float(ssim(restored, clean, shave=shave)[0]),
@@ -277,16 +276,92 @@ def evaluate(config: EvalConfig, *, progress: bool = False, method: Method | Non
         if task.enlarges and shave:  # the paper's own SR code scores the whole image
             row["psnr_shave0"] = float(psnr(restored, clean)[0])
         rows.append(row)
+    return rows, failed
+
+
+def _score_in_processes(
+    config: EvalConfig,
+    files: list[tuple[int, Path]],
+    channel: str,
+    jobs: int,
+    *,
+    save: Path | None,
+    protect: tuple[Path, ...],
+) -> tuple[list[dict], list[dict]]:
+    """:func:`_score_files` over ``jobs`` processes, each taking every ``jobs``-th image with
+    ``cpu_count // jobs`` threads and loading the model once; rows come back in image order."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no fork after torch's thread pools have started
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        score = partial(_score_files, save=save, protect=protect, threads=threads)
+        parts = [pool.submit(score, config, files[k::jobs], channel) for k in range(jobs)]
+        results = [part.result() for part in parts]
+    rows = sorted((r for part, _ in results for r in part), key=lambda r: r["index"])
+    failed = [f for _, part in results for f in part]
+    return rows, failed
+
+
+def evaluate(
+    config: EvalConfig,
+    *,
+    progress: bool = False,
+    method: Method | None = None,
+    save: str | Path | None = None,
+    jobs: int = 1,
+) -> dict:
+    """Run ``config.method`` over ``config.dataset`` and score it.
+
+    Args:
+        config: what to measure.
+        progress: show a progress bar on stderr (with ``jobs`` 1).
+        method: override the method function (used by later issues' model methods and by tests); it must
+            be 1 ``jobs``.
+        save: a folder to write each restored image into, as ``STEM.png`` (8-bit, in the channel scored:
+            Y or gray images for SR and JPEG on Y); never over a test image.
+        jobs: images restored at once, each process with ``cpu_count // jobs`` threads; 1 = in this process.
+            The scores are the same (image i always uses seed ``config.seed + i``).
+
+    Returns:
+        A JSON-ready dict: ``config``, ``protocol``, ``images`` (name, psnr, ssim, seconds; for SR with a
+        shave also ``psnr_shave0``, the whole image as the paper's code scores it), ``mean`` (of each of
+        those) and ``failed`` (name, error) for images that could not be read or corrupted; they are
+        skipped.
+
+    Raises:
+        ValueError: if no image at all could be evaluated, or ``jobs`` is below 1 or given with ``method``.
+    """
+    if jobs < 1 or (jobs > 1 and method is not None):
+        raise ValueError(f"jobs must be >= 1 (and 1 with a method function), got {jobs}")
+    files, color = resolve_dataset(config.dataset, config.data_root)
+    if config.limit is not None:
+        files = files[: config.limit]
+    if color is None:
+        color = io.read_image(files[0])[0].shape[1] == 3
+    channel = config.resolved_channel(color)
+    folder, indexed = None if save is None else Path(save), list(enumerate(files))
+    if jobs > 1:
+        jobs = min(jobs, len(files))
+        rows, failed = _score_in_processes(config, indexed, channel, jobs, save=folder, protect=tuple(files))
+    else:
+        rows, failed = _score_files(
+            config, indexed, channel, method=method, save=folder, protect=tuple(files), progress=progress
+        )
     if not rows:
         raise ValueError(f"{config.dataset}: no image could be evaluated ({failed[0]['error']})")
+    for row in rows:
+        del row["index"]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "name"}
     protocol = {
         "channel": channel,
-        "shave": shave,
+        "shave": config.resolved_shave,
         "quantized": config.quantize,
         "seeds": f"image i (sorted by name) uses seed {config.seed} + i",
         "noise_generator": "numpy.random.default_rng(seed).standard_normal",
         "images": len(rows),
     }
-    protocol.update(task.notes)
+    protocol.update(task_named(config.task).notes)
     return {"config": asdict(config), "protocol": protocol, "mean": mean, "images": rows, "failed": failed}
