@@ -22,7 +22,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from rednet import bench_serve, web, zoo  # noqa: E402
+from rednet import bench_serve, pipeline, web, zoo  # noqa: E402
 from rednet.cli import build_parser  # noqa: E402
 from rednet.model import RED10, REDNet  # noqa: E402
 from rednet.web import ServeSettings, create_app  # noqa: E402
@@ -396,7 +396,7 @@ def test_jobs_report_tile_progress_and_give_the_result(make_client):
 
 def test_full_queue_answers_503_with_retry_after_and_pages_stay_responsive(make_client, monkeypatch):
     gate = Gate()
-    monkeypatch.setattr(web, "restore", gate)
+    monkeypatch.setattr(pipeline, "restore", gate)
     client = make_client(workers=1, queue_size=1)
     first = post(client, SMALL, path="/v1/jobs").json()
     assert gate.entered.acquire(timeout=30)
@@ -421,7 +421,7 @@ def test_full_queue_answers_503_with_retry_after_and_pages_stay_responsive(make_
 
 def test_cancel_a_queued_and_a_running_job(make_client, monkeypatch):
     gate = Gate(tiles=2)
-    monkeypatch.setattr(web, "restore", gate)
+    monkeypatch.setattr(pipeline, "restore", gate)
     client = make_client(workers=1, queue_size=2)
     running = post(client, SMALL, path="/v1/jobs").json()
     assert gate.entered.acquire(timeout=30)
@@ -440,15 +440,15 @@ def test_cancel_a_queued_and_a_running_job(make_client, monkeypatch):
 
 def test_a_failing_restore_is_a_500_with_its_reason_and_the_worker_lives_on(make_client, monkeypatch):
     client = make_client()
-    real = web.restore
+    real = pipeline.restore
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory\nmore lines")
 
-    monkeypatch.setattr(web, "restore", broken)
+    monkeypatch.setattr(pipeline, "restore", broken)
     response = post(client, SMALL)
     assert response.status_code == 500 and response.json()["detail"] == "restore failed: out of memory"
-    monkeypatch.setattr(web, "restore", real)
+    monkeypatch.setattr(pipeline, "restore", real)
     still_serves(client)
 
 
@@ -550,7 +550,7 @@ def test_clients_that_disconnect_free_their_slots_for_the_next_request(monkeypat
 
     import httpx
 
-    monkeypatch.setattr(web, "restore", Endless(side=48))
+    monkeypatch.setattr(pipeline, "restore", Endless(side=48))
     body, content_type = multipart(png(noisy_gray(48)[1]))
     with live_server(ServeSettings(workers=1, queue_size=4)) as port:
         base = f"http://127.0.0.1:{port}"

@@ -999,7 +999,7 @@ def _blind_inpainting(args: argparse.Namespace) -> bool:
 def _restore_model(args: argparse.Namespace, channels: int, device: torch.device):
     """(model, detector): the model that restores, and for blind inpainting in two steps the damage model
     whose mask it fills (None otherwise)."""
-    from rednet import zoo
+    from rednet import pipeline, zoo
     from rednet.tasks import task_named
 
     if args.weights is not None:
@@ -1009,15 +1009,16 @@ def _restore_model(args: argparse.Namespace, channels: int, device: torch.device
         if model.config.output != "image":
             raise ValueError(f"{args.weights} finds damage, it does not restore")
         return model, None
-    task = task_named(args.task)
-    # The shipped models of a task come one per kernel (deblur) or with and without a mask input (inpaint).
-    variant = (args.kernel or "") if task.uses_kernel else ""
-    variant = "mask" if task.masks and args.mask is not None else variant
-    detector, pair = None, zoo.detect_and_fill()
-    if _blind_inpainting(args) and pair:
-        # Blind inpainting: the damage model finds the damage and the mask-aware model fills it.
-        detector, variant = zoo.load(pair[0], device=device), "mask"
-    name = args.model or zoo.default_model(args.task, channels, fast=args.fast, variant=variant)
+    choice = pipeline.choose_models(
+        task_named(args.task),
+        channels,
+        model=args.model,
+        fast=args.fast,
+        kernel=args.kernel,
+        masked=args.mask is not None,
+    )
+    detector = None if choice.detector is None else zoo.load(choice.detector, device=device)
+    name = choice.model
     model = zoo.load(name, device=device)
     if model.card.get("task", args.task).split(",")[0] != args.task:
         raise ValueError(f"model {name} restores {model.card.get('task')}, not {args.task}")
@@ -1033,8 +1034,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     import torch.distributed as dist
 
-    from rednet import io, zoo
-    from rednet.infer import find_damage, restore
+    from rednet import io, pipeline, zoo
     from rednet.tasks import task_named
 
     task = task_named(args.task)
@@ -1108,23 +1108,32 @@ def cmd_restore(args: argparse.Namespace) -> int:
             channels = x.shape[1]
             if channels not in models:
                 models[channels] = _restore_model(args, channels, device)
-            level = getattr(args, task.level)
-            x = task.pre_restore(x, level)  # SR: the bicubic enlargement
-            alpha = None if info.alpha is None else task.pre_restore(info.alpha, level).clamp(0, 1)
             model, detector = models[channels]
+            # (--mask is for inpainting, whose input the pre-restore step leaves as it is)
             mask = None if args.mask is None else io.read_mask(args.mask, size=x.shape[-2:])
-            options = {"tile": args.tile or "auto", "ensemble": args.ensemble, "bf16": bf16}
-            if detector is not None:
-                mask = find_damage(detector, x, tile=options["tile"], bf16=bf16)
+
+            def save_damage(damage: torch.Tensor, found: Path | None = found, record: dict = record) -> None:
                 if found is not None:
                     if not kept(found):  # with --skip-existing, a mask written before a kill stays
-                        io.write_image(found, 1 - mask, overwrite=args.overwrite, protect=files)
+                        io.write_image(found, 1 - damage, overwrite=args.overwrite, protect=files)
                     record["mask"] = str(found)
-            y = restore(model, x, mask=mask, **options)
+
+            restored = pipeline.restore_image(
+                model,
+                x,
+                info,
+                task,
+                getattr(args, task.level),
+                detector=detector,
+                mask=mask,
+                tile=args.tile or "auto",
+                ensemble=args.ensemble,
+                bf16=bf16,
+                on_damage=save_damage,
+            )
+            y = restored.image
             if not kept(out):
-                io.write_image(
-                    out, y, dataclasses.replace(info, alpha=alpha), overwrite=args.overwrite, protect=files
-                )
+                io.write_image(out, y, restored.info, overwrite=args.overwrite, protect=files)
             record.update(
                 output=str(out),
                 model=model.card.get("name")

@@ -68,8 +68,8 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import Tensor
 
-from rednet import __version__, degrade, io, zoo
-from rednet.infer import find_damage, native_bf16, restore
+from rednet import __version__, degrade, io, pipeline, zoo
+from rednet.infer import native_bf16
 from rednet.tasks import TASK_NAMES, task_named
 from rednet.tasks import TASKS as ALL_TASKS
 
@@ -381,27 +381,33 @@ class Service:
         try:
             start = time.perf_counter()
             task = task_named(job.task)
-            pair = zoo.detect_and_fill() if task.masks and not job.model else None
             # blind inpainting in two steps: the damage model finds the mask, the other fills it
-            name = (
-                pair[1]
-                if pair
-                else job.model or zoo.default_model(job.task, x.shape[1], fast=job.fast, variant=None)
+            choice = pipeline.choose_models(
+                task, x.shape[1], model=job.model, fast=job.fast, exact_variant=False
             )
-            model, job.model = self.model(name), " + ".join(pair) if pair else name
+            model = self.model(choice.model)
+            job.model = choice.model if choice.detector is None else f"{choice.detector} + {choice.model}"
             job.timings_ms["load"] = _ms(start)
-            x = task.pre_restore(x, job.level or 0)  # SR: the bicubic enlargement
-            alpha = None if info.alpha is None else task.pre_restore(info.alpha, job.level or 0).clamp(0, 1)
             start = time.perf_counter()
-            options = {"tile": self.settings.tile, "ensemble": job.ensemble, "bf16": self.bf16}
-            detector = self.model(pair[0]) if pair else None
-            mask = find_damage(detector, x, tile=self.settings.tile, bf16=self.bf16) if detector else None
-            y = restore(model, x, mask=mask, on_tile=on_tile, **options)
+            detector = self.model(choice.detector) if choice.detector else None
+            restored = pipeline.restore_image(
+                model,
+                x,
+                info,
+                task,
+                job.level or 0,
+                detector=detector,
+                tile=self.settings.tile,
+                ensemble=job.ensemble,
+                bf16=self.bf16,
+                on_tile=on_tile,
+            )
+            y, x = restored.image, restored.model_input
             job.timings_ms["restore"] = _ms(start)
             start = time.perf_counter()
             job.out_size = (y.shape[-1], y.shape[-2])
             suffix, job.media_type = _OUTPUT_TYPES[info.format if job.output == "input" else "PNG"]
-            job.result = self._encode(job, y, replace(info, alpha=alpha), suffix)
+            job.result = self._encode(job, y, restored.info, suffix)
             if job.preview:
                 job.input_preview = self._encode(job, x.clamp(0, 1), None, ".png", "input")
             job.timings_ms["encode"] = _ms(start)
