@@ -112,12 +112,12 @@ def _summary(results: dict[str, Any]) -> list[str]:
     train, kill, api = results["kill_train"], results["kill_restore"], results["fuzz_api"]
 
     def fuzz_row(name: str, r: dict[str, Any]) -> str:
-        o = r["outcomes"]
-        good = o.get("decoded", 0) + o.get("restored", 0)
+        o, word = r["outcomes"], "restored" if r["target"] == "restore" else "decoded"
         return (
-            f"| fuzz {name} | {r['cases']:,} mutated files | {good:,} decoded, {o.get('error', 0):,} "
-            f"one-line errors, {o.get('hang', 0)} hangs > {r['time_limit_s']:g} s, {o.get('crash', 0)} "
-            f"crashes | {r['unexpected']} | {r['seconds']:.0f} s ({r['cases_per_s']:g} cases/s) |"
+            f"| fuzz {name} | {r['cases']:,} mutated files | {o.get(word, 0):,} {word}, "
+            f"{o.get('error', 0):,} one-line errors, {o.get('hang', 0)} hangs > {r['time_limit_s']:g} s, "
+            f"{o.get('crash', 0)} crashes | {r['unexpected']} | "
+            f"{r['seconds']:.0f} s ({r['cases_per_s']:g} cases/s) |"
         )
 
     return [
@@ -195,8 +195,9 @@ def _kill_section(train: dict[str, Any], kill: dict[str, Any]) -> list[str]:
         f"- folder `rednet restore`: {kill['images']} images of {kill['side']} x {kill['side']} pixels, a "
         f"tiny random RED10. {kill['killed']} of {kill['trials']} kills landed before the run ended; at the "
         f"kills {kill['outputs_at_kill']} outputs were visible in all, each byte for byte the uninterrupted "
-        f"run's, and {kill['temps_at_kill']} hidden temporary files were left, which the `--skip-existing` "
-        "re-run removed while it finished the set.",
+        f"run's, and {kill['temps_at_kill']} hidden temporary files were left (a run removes those of its "
+        "outputs); each `--skip-existing` re-run finished the set, equal to the uninterrupted run's, with no "
+        "temporary file left.",
     ]
 
 
