@@ -891,3 +891,14 @@ def test_a_tiff_with_too_many_samples_per_pixel_is_refused_printing_nothing(tmp_
     with pytest.raises(rio.ImageError, match="samples.tif: not an image"):
         rio.read_image(path)
     assert _read_in_a_fresh_process(path) == ""
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+def test_a_one_pixel_image_with_an_exif_orientation_reads(tmp_path: Path, orientation: int) -> None:
+    """Found by rednet fuzz: a flipped 1 x 1 array has a negative stride that torch.from_numpy refused."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "dot.png"
+    Image.fromarray(np.full((1, 1, 4), 200, np.uint8)).save(path, exif=exif.tobytes())
+    x, info = rio.read_image(path)
+    assert x.shape == (1, 3, 1, 1) and info.alpha is not None and info.alpha.shape == (1, 1, 1, 1)

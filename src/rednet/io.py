@@ -558,9 +558,9 @@ def _decode(im: Image.Image, fp: IO[bytes], path: Path, name: str) -> tuple[torc
         colour, alpha, bit_depth, icc = _pixels(im, icc, name)
         colour = _orient(colour, orientation)
         alpha = None if alpha is None else _orient(alpha, orientation)
-    alpha_t = None if alpha is None else torch.from_numpy(np.ascontiguousarray(alpha))[None, None]
+    alpha_t = None if alpha is None else torch.from_numpy(_c_order(alpha))[None, None]
 
-    x = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)))[None]
+    x = torch.from_numpy(_c_order(colour.transpose(2, 0, 1)))[None]
     dpi = im.info.get("dpi")
     info = ImageInfo(
         path=path,
@@ -809,6 +809,12 @@ def _exif_and_orientation(im: Image.Image, fmt: str, name: str) -> tuple[bytes |
     if orientation not in range(1, 9):
         orientation = 1
     return data, orientation
+
+
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """``a`` in C order with no negative stride, as ``torch.from_numpy`` needs. (``np.ascontiguousarray``
+    keeps a flipped array whose flipped axes all have length 1, such as a rotated 1 x 1 image, as it is.)"""
+    return np.ascontiguousarray(a) if all(s >= 0 for s in a.strides) else a.copy()
 
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
