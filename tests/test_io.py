@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io as _io
 import os
 import struct
 import sys
@@ -818,3 +819,86 @@ def test_read_mask_takes_white_as_damage_and_refuses_colour_alpha_and_a_wrong_si
         rio.read_mask(tmp_path / "la.png")
     with pytest.raises(rio.ImageError, match=r"m.png: the mask is 8x6 pixels but the image is 9x6"):
         rio.read_mask(tmp_path / "m.png", size=(6, 9))
+
+
+def test_a_tiff_whose_second_page_is_corrupt_reads_its_first_page(tmp_path: Path) -> None:
+    """Found by rednet fuzz: counting the pages of a TIFF whose next IFD has no width raised TypeError."""
+    buf = _io.BytesIO()
+    a = np.zeros((8, 8, 3), np.uint8)
+    Image.fromarray(a).save(buf, "TIFF", save_all=True, append_images=[Image.fromarray(a + 9)])
+    data = bytearray(buf.getvalue())
+    first = struct.unpack("<I", data[4:8])[0]
+    entries = struct.unpack("<H", data[first : first + 2])[0]
+    second = struct.unpack("<I", data[first + 2 + 12 * entries : first + 6 + 12 * entries])[0]
+    for i in range(struct.unpack("<H", data[second : second + 2])[0]):
+        entry = second + 2 + 12 * i
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 256:  # ImageWidth: now an unknown tag
+            data[entry : entry + 2] = struct.pack("<H", 0x7FFF)
+    path = tmp_path / "two-pages.tif"
+    path.write_bytes(bytes(data))
+    x, _ = rio.read_image(path)
+    assert x.shape == (1, 3, 8, 8) and float(x.max()) == 0.0
+
+
+def _read_in_a_fresh_process(path: Path) -> str:
+    """What reading ``path`` prints on standard error in a Python without pytest's warning and log capture."""
+    import subprocess
+
+    script = "import sys\nfrom rednet import io\ntry:\n    io.read_image(sys.argv[1])\n"
+    script += "except io.ImageError:\n    pass\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_reading_a_png_with_corrupt_exif_prints_nothing(tmp_path: Path) -> None:
+    """Found by rednet fuzz: Pillow's "Truncated File Read" warning, raised reading EXIF, was printed."""
+    from rednet.fuzz_corpus import png_bytes, png_chunks
+
+    buf = _io.BytesIO()
+    exif = Image.Exif()
+    exif[0x010F] = "a camera maker"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, "PNG", exif=exif.tobytes())
+    chunks = png_chunks(buf.getvalue())
+    i = next(i for i, (kind, _) in enumerate(chunks) if kind == b"eXIf")
+    body = bytearray(chunks[i][1])
+    order = "<" if body[:2] == b"II" else ">"
+    ifd = struct.unpack(order + "I", body[4:8])[0]
+    body[ifd + 10 : ifd + 14] = struct.pack(order + "I", 10_000)  # the maker's text lies past the end
+    chunks[i] = (b"eXIf", bytes(body))
+    path = tmp_path / "exif.png"
+    path.write_bytes(png_bytes(chunks))
+    x, _ = rio.read_image(path)
+    assert x.shape == (1, 3, 8, 8)
+    assert _read_in_a_fresh_process(path) == ""
+
+
+def test_a_tiff_with_too_many_samples_per_pixel_is_refused_printing_nothing(tmp_path: Path) -> None:
+    """Found by rednet fuzz: Pillow logs "More samples per pixel than can be decoded" with logger.error, which
+    Python's last-resort handler printed before rednet's own one-line error."""
+    buf = _io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, "TIFF")
+    data = bytearray(buf.getvalue())
+    first = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[first : first + 2])[0]):
+        entry = first + 2 + 12 * i
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 277:  # SamplesPerPixel
+            data[entry + 8 : entry + 10] = struct.pack("<H", 2048)
+    path = tmp_path / "samples.tif"
+    path.write_bytes(bytes(data))
+    with pytest.raises(rio.ImageError, match="samples.tif: not an image"):
+        rio.read_image(path)
+    assert _read_in_a_fresh_process(path) == ""
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+def test_a_one_pixel_image_with_an_exif_orientation_reads(tmp_path: Path, orientation: int) -> None:
+    """Found by rednet fuzz: a flipped 1 x 1 array has a negative stride that torch.from_numpy refused."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "dot.png"
+    Image.fromarray(np.full((1, 1, 4), 200, np.uint8)).save(path, exif=exif.tobytes())
+    x, info = rio.read_image(path)
+    assert x.shape == (1, 3, 1, 1) and info.alpha is not None and info.alpha.shape == (1, 1, 1, 1)

@@ -512,3 +512,46 @@ def test_decoy_patches_keep_the_images_own_text_in_the_target_and_mark_only_the_
     assert not torch.equal(clean, region)  # text of its own, which is not damage
     kept = degraded[:, 3:] == 1
     assert torch.equal(degraded[:, :3] * kept, clean * kept)
+
+
+def _log_without_timing(run_dir: Path) -> list[dict]:
+    """log.jsonl's records without the fields that measure time (rates, elapsed)."""
+    records = map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+    return [{k: v for k, v in r.items() if k not in ("patches_per_s", "elapsed")} for r in records]
+
+
+def test_resume_after_a_kill_past_the_last_checkpoint_truncates_the_log_to_it(images, tmp_path):
+    config = tiny(images, ckpt_every=3)
+    train(config, tmp_path / "straight", progress=False)
+    run = tmp_path / "killed"
+    train(config, run, stop_at=3, progress=False)
+    at_three = (run / "last.pt").read_bytes()
+    train(TrainConfig(), run, resume=True, stop_at=5, progress=False)
+    # kill -9 at step 5: steps 4 and 5 are logged, last.pt is still the one of step 3; a line is cut short
+    (run / "last.pt").write_bytes(at_three)
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 6, "lo')
+    train(TrainConfig(), run, resume=True, progress=False)
+    assert [r["step"] for r in _log_without_timing(run)] == [1, 2, 3, 4, 5, 6]
+    assert _log_without_timing(run) == _log_without_timing(tmp_path / "straight")
+    a, b = weights(tmp_path / "straight"), weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_fresh_run_in_a_folder_killed_before_its_first_checkpoint_starts_an_empty_log(images, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n')
+    train(tiny(images, steps=2), run, progress=False)
+    assert [r["step"] for r in _log_without_timing(run)] == [1, 2]
+
+
+def test_plot_refuses_a_log_whose_steps_repeat_in_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    steps = [1, 2, 3, 2, 3]
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in steps))
+    assert main(["plot", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "loss steps do not increase (step 2 after step 3)" in err
+    assert not (run / "curves.png").exists()

@@ -618,6 +618,26 @@ def test_an_empty_form_field_is_422_not_its_default(client, field):
     assert response.json()["detail"] == f"form field '{field}' is empty; leave it out for its default"
 
 
+@pytest.mark.parametrize("path", ["/v1/restore", "/v1/jobs"])
+def test_a_form_field_sent_twice_is_422_not_one_of_them_taken(client, path):
+    """Found by rednet fuzz-api (schemathesis): two images were accepted, and one of them restored."""
+    files = [("image", ("a.png", SMALL)), ("image", ("b.png", SMALL))]
+    response = client.post(path, files=files)
+    assert response.status_code == 422
+    assert response.json()["detail"] == "form field 'image' is sent 2 times; send it once"
+    response = client.post(path, files={"image": ("a.png", SMALL)}, data={"task": ["denoise", "sr"]})
+    assert response.status_code == 422 and "'task' is sent 2 times" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("value", ["1", "0", "yes", "on"])
+def test_a_boolean_form_field_is_true_or_false_only(client, value):
+    """Found by rednet fuzz-api (schemathesis): fast=1 was taken for true, where the schema says boolean."""
+    response = post(client, SMALL, fast=value)
+    assert response.status_code == 422
+    assert response.json()["detail"] == f"form field 'fast' is '{value}'; send true or false"
+    assert post(client, SMALL, ensemble="False").status_code == 200
+
+
 def test_every_error_has_one_body_shape_a_string_detail(client):
     responses = [
         post(client, SMALL, task="colorize"),  # FastAPI's validation

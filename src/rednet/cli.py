@@ -352,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", type=Path, default=Path("docs/results.md"), help="file to regenerate")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
     r.set_defaults(run=cmd_report_regenerate)
+    _add_report_reliability_parser(rep)
 
     p = sub.add_parser(
         "bench", help="benchmarks that print JSON (bench train: throughput vs the matmul peak)"
@@ -500,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_serve)
     _add_campaign_parser(sub)
     _add_fuzz_api_parser(sub)
+    _add_fuzz_parser(sub)
+    _add_kill_trials_parser(sub)
     return parser
 
 
@@ -581,6 +584,102 @@ def cmd_fuzz_api(args: argparse.Namespace) -> int:
     result = run_api_fuzz(args.cases, args.seed)
     print(json.dumps(result, indent=2))
     return 1 if result["failures"] or result["server_errors"] else 0
+
+
+def _add_fuzz_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fuzz", help="mutated image files through read_image (or rednet restore), outcomes (JSON)"
+    )
+    p.add_argument("--cases", type=int, default=10_000, help="how many cases (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="hypothesis' seed (default 0)")
+    p.add_argument("--restore", action="store_true", help="through rednet restore with a tiny model")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        help="REDNET_MAX_PIXELS of the cases (default: rednet's; 65536 with --restore)",
+    )
+    p.add_argument(
+        "--time-limit", type=float, default=10.0, help="seconds before a case is a hang (default 10)"
+    )
+    p.add_argument("--save-failures", type=Path, metavar="DIR", help="write each unexpected case's file here")
+    p.set_defaults(run=cmd_fuzz)
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    require("hypothesis", "dev", "rednet fuzz")
+    from rednet.fuzz import FuzzTarget, run_fuzz
+
+    if args.cases < 1 or args.time_limit <= 0 or (args.max_pixels is not None and args.max_pixels < 1):
+        raise ValueError("--cases, --time-limit and --max-pixels must be positive")
+    limit = args.max_pixels if args.max_pixels is not None or not args.restore else 65_536
+    target = FuzzTarget(restore=args.restore, max_pixels=limit)
+    result = run_fuzz(
+        args.cases, args.seed, target, time_limit=args.time_limit, failures_dir=args.save_failures
+    )
+    print(json.dumps(result, indent=2))
+    return 1 if result["unexpected"] else 0
+
+
+def _add_kill_trials_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kill-trials", help="kill -9 rednet train or a folder restore at random points (JSON)")
+    what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    for name, trials, about in [
+        ("train", 20, "each resume must give bitwise the weights and the log of an uninterrupted run"),
+        ("restore", 10, "every visible output complete; --skip-existing must finish the set"),
+    ]:
+        k = what.add_parser(name, help=about)
+        k.add_argument("--trials", type=int, default=trials, help=f"how many kills (default {trials})")
+        k.add_argument("--seed", type=int, default=0, help="seed of the kill points (default 0)")
+        k.set_defaults(run=cmd_kill_trials)
+
+
+def cmd_kill_trials(args: argparse.Namespace) -> int:
+    from rednet.kill_trials import restore_trials, train_trials
+
+    if args.trials < 1:
+        raise ValueError(f"--trials must be a positive whole number, got {args.trials}")
+    result = (train_trials if args.what == "train" else restore_trials)(args.trials, args.seed)
+    print(json.dumps(result, indent=2))
+    return 0 if result["survived"] == result["trials"] else 1
+
+
+def _add_report_reliability_parser(rep: argparse._SubParsersAction) -> None:
+    from rednet.reliability import ReliabilityRun
+
+    r = rep.add_parser(
+        "reliability", help="docs/reliability.md: fuzz read_image and restore, kill -9 trials, API fuzzing"
+    )
+    for field in dataclasses.fields(ReliabilityRun):
+        r.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=int,
+            default=field.default,
+            help=f"default {field.default}",
+        )
+    r.add_argument("-o", "--output", type=Path, default=Path("docs/reliability.md"), help="the page to write")
+    r.add_argument("--json", type=Path, help="also write the run's results as JSON")
+    r.set_defaults(run=cmd_report_reliability)
+
+
+def cmd_report_reliability(args: argparse.Namespace) -> int:
+    require("hypothesis", "dev", "rednet report reliability")
+    require("schemathesis", "dev", "rednet report reliability")
+    require("fastapi", "web", "rednet report reliability")
+    from rednet.reliability import ReliabilityRun, command_line, render_reliability, run_reliability
+    from rednet.report import write_text_atomic
+    from rednet.train import hardware
+
+    run = ReliabilityRun(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ReliabilityRun)})
+    results = run_reliability(run)
+    header = (
+        f"Generated by `{command_line(run)}` (rednet {__version__}, torch {torch.__version__}) on "
+        f"{hardware(torch.device('cpu'))}. Do not edit by hand: rerun the command to regenerate this page."
+    )
+    out = write_text_atomic(args.output, render_reliability(results, header))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> None:

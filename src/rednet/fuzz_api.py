@@ -7,7 +7,9 @@ id (``POST /v1/jobs``) to ``GET /v1/jobs/{id}``, ``/result``, ``/input`` and ``D
 through all of schemathesis' default checks: no server error, status code, content type, headers and body
 conform to the schema, schema-violating requests are refused and valid ones accepted, methods the schema
 does not list are answered 405, and so on. Half the uploads are a real 16 x 16 PNG (the others are what
-schemathesis makes up), so that jobs are accepted and the stateful phase has real ids to follow.
+schemathesis makes up), so that jobs are accepted and the stateful phase has real ids to follow. A body with
+an empty array for a field is left out: multipart sends nothing for it, so the request is not the invalid one
+that the case describes.
 """
 
 from __future__ import annotations
@@ -93,10 +95,17 @@ def run_api_fuzz(cases: int, seed: int = 0) -> dict[str, Any]:
 
     @schema.hook
     def flatmap_body(context: Any, body: Any) -> Any:
-        """Half the uploads: the real PNG instead of made-up bytes."""
-        if isinstance(body, dict) and "image" in body:
+        """Half the uploads: the real PNG instead of made-up bytes. Only where the upload is a file (bytes or
+        text): an image that a negative case made an array or an object stays so, to be refused."""
+        if isinstance(body, dict) and isinstance(body.get("image"), (bytes, str)):
             return st.sampled_from([body, {**body, "image": png}])
         return st.just(body)
+
+    @schema.hook
+    def filter_body(context: Any, body: Any) -> bool:
+        """Leave out bodies with an empty array for a field: multipart sends nothing for it, so the request
+        is one that leaves the field out (valid), whatever the case says it violates."""
+        return not (isinstance(body, dict) and any(value == [] for value in body.values()))
 
     sent: Counter[str] = Counter()
     statuses: Counter[str] = Counter()

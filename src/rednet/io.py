@@ -359,10 +359,15 @@ def read_image(
         raise ImageError(f"{name}: permission denied") from None
     except OSError as e:
         raise ImageError(f"{name}: cannot read file ({_one_line(e.strerror or e)})") from None
-    with fp:
+    # Pillow warns ("Corrupt EXIF data", "Tag data larger than file") while reading headers and EXIF too,
+    # not only while decoding: every warning of the read goes to the debug log.
+    with fp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         im = _open(fp, name, limit)
         with im:
             x, info = _decode(im, fp, path, name)
+    for w in caught:
+        logger.debug("%s: %s", name, w.message)
     if mode == "rgb" and x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
     elif mode == "gray" and x.shape[1] == 3:
@@ -383,6 +388,7 @@ def _native_messages_to_log(name: str) -> Iterator[None]:
     data"), before :func:`read_image` raises its own one-line error. Where descriptor 2 cannot be
     duplicated (closed), only the warnings are caught.
     """
+    pillow = logging.getLogger("PIL")
     with _STDERR_LOCK, tempfile.TemporaryFile() as capture, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sys.stderr.flush()
@@ -392,9 +398,16 @@ def _native_messages_to_log(name: str) -> Iterator[None]:
             saved = None
         if saved is not None:
             os.dup2(capture.fileno(), 2)
+        # Pillow logs errors too ("More samples per pixel than can be decoded"), which Python's last-resort
+        # handler prints when no logging is set up: they go to the debug log with the rest.
+        handler, propagate = _ToDebugLog(name), pillow.propagate
+        pillow.addHandler(handler)
+        pillow.propagate = False
         try:
             yield
         finally:
+            pillow.removeHandler(handler)
+            pillow.propagate = propagate
             if saved is not None:
                 os.dup2(saved, 2)
                 os.close(saved)
@@ -403,6 +416,17 @@ def _native_messages_to_log(name: str) -> Iterator[None]:
             for message in [*printed.splitlines(), *(str(w.message) for w in caught)]:
                 if message.strip():
                     logger.debug("%s: %s", name, message.strip())
+
+
+class _ToDebugLog(logging.Handler):
+    """Send a record (of Pillow's loggers) to this module's debug log, naming the file being read."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger.debug("%s: %s", self.name, record.getMessage())
 
 
 def read_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -480,8 +504,8 @@ def _unidentified_reason(fp: IO[bytes]) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(fp) as other:  # header only: any plugin, nothing decoded
-                fmt = other.format
+            with _native_messages_to_log(str(getattr(fp, "name", "?"))), Image.open(fp) as other:
+                fmt = other.format  # header only: any plugin, nothing decoded
     except Exception:  # any failure here just means "not an image"
         return "not an image (cannot identify image file)"
     supported = ", ".join(_READ_FORMATS)
@@ -519,8 +543,6 @@ def _decode(im: Image.Image, fp: IO[bytes], path: Path, name: str) -> tuple[torc
             im.load()
     except _DECODE_ERRORS as e:
         raise ImageError(f"{name}: truncated or corrupt image file ({_one_line(e)})") from None
-    if getattr(im, "n_frames", 1) > 1:
-        logger.info("%s: %d frames; reading the first", name, im.n_frames)
 
     icc = im.info.get("icc_profile") or None
     exif, orientation = _exif_and_orientation(im, fmt, name)  # orientation still to apply to im
@@ -536,9 +558,9 @@ def _decode(im: Image.Image, fp: IO[bytes], path: Path, name: str) -> tuple[torc
         colour, alpha, bit_depth, icc = _pixels(im, icc, name)
         colour = _orient(colour, orientation)
         alpha = None if alpha is None else _orient(alpha, orientation)
-    alpha_t = None if alpha is None else torch.from_numpy(np.ascontiguousarray(alpha))[None, None]
+    alpha_t = None if alpha is None else torch.from_numpy(_c_order(alpha))[None, None]
 
-    x = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)))[None]
+    x = torch.from_numpy(_c_order(colour.transpose(2, 0, 1)))[None]
     dpi = im.info.get("dpi")
     info = ImageInfo(
         path=path,
@@ -553,7 +575,20 @@ def _decode(im: Image.Image, fp: IO[bytes], path: Path, name: str) -> tuple[torc
         lossless=_is_lossless(fmt, fp, im.info.get("compression")),
         compression=im.info.get("compression") if fmt == "TIFF" else None,
     )
+    _log_frames(im, name)
     return x, info
+
+
+def _log_frames(im: Image.Image, name: str) -> None:
+    """Log that a file has several frames (the first is read); a later frame may be corrupt, and that is
+    no error: counting frames seeks through them (a TIFF's next IFD), so it comes after the first is read."""
+    try:
+        frames = getattr(im, "n_frames", 1)
+    except _DECODE_ERRORS as e:
+        logger.info("%s: reading the first frame; the next cannot be read (%s)", name, _one_line(e))
+        return
+    if frames > 1:
+        logger.info("%s: %d frames; reading the first", name, frames)
 
 
 def _sixteen_bit_layout(im: Image.Image) -> Literal["gray_alpha", "rgb", "rgba"] | None:
@@ -774,6 +809,12 @@ def _exif_and_orientation(im: Image.Image, fmt: str, name: str) -> tuple[bytes |
     if orientation not in range(1, 9):
         orientation = 1
     return data, orientation
+
+
+def _c_order(a: np.ndarray) -> np.ndarray:
+    """``a`` in C order with no negative stride, as ``torch.from_numpy`` needs. (``np.ascontiguousarray``
+    keeps a flipped array whose flipped axes all have length 1, such as a rotated 1 x 1 image, as it is.)"""
+    return np.ascontiguousarray(a) if all(s >= 0 for s in a.strides) else a.copy()
 
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:

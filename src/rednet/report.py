@@ -45,6 +45,11 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
 
     Returns:
         The PNG path.
+
+    Raises:
+        FileNotFoundError: If there is no ``log.jsonl``.
+        ValueError: If the loss (or validation) steps of the log do not increase, as in a log that a resumed
+            run appended to without truncating it.
     """
     matplotlib = require("matplotlib", "plot", "rednet plot")
     matplotlib.use("Agg")
@@ -59,6 +64,13 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
     vals = [(r["step"], r["val_psnr"]) for r in records if "val_psnr" in r]
+    for kind, points in (("loss", losses), ("validation", vals)):
+        back = next((i for i in range(1, len(points)) if points[i][0] <= points[i - 1][0]), None)
+        if back is not None:
+            raise ValueError(
+                f"{log_path}: {kind} steps do not increase (step {points[back][0]} after step "
+                f"{points[back - 1][0]}): a log with repeated steps cannot be plotted"
+            )
     output = Path(output) if output is not None else run_dir / "curves.png"
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4))
     if losses:

@@ -305,6 +305,26 @@ def _write_text_atomic(path: Path, text: str) -> None:
     replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
+def truncate_log(path: Path, step: int) -> None:
+    """Keep only the records of ``log.jsonl`` up to ``step`` (the checkpoint a run resumes from), atomically.
+
+    A run killed after its last checkpoint has logged steps that its resume logs again; they go, and so does
+    a last line cut short by the kill. A fresh run (``step`` 0) starts an empty log.
+    """
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut short by a kill: only the last one can be
+        if not isinstance(record, dict) or record.get("step", math.inf) > step:
+            break
+        kept.append(line + "\n")
+    _write_text_atomic(path, "".join(kept))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint (``last.pt``/``best.pt``) safely (``weights_only=True``)."""
     path = Path(path)
@@ -545,6 +565,7 @@ def train(
         _write_text_atomic(
             run_dir / "config.json", json.dumps({"config": asdict(config), "meta": meta}, indent=2)
         )
+        truncate_log(run_dir / "log.jsonl", step)
 
     def save(name: str) -> None:
         state = {

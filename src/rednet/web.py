@@ -633,6 +633,9 @@ class RestoreForm:
     preview: bool
 
 
+_BOOLEAN_FIELDS = ("ensemble", "fast", "preview")
+
+
 async def _restore_form(
     request: Request,
     image: Annotated[UploadFile, File(description="the image: PNG, JPEG, TIFF, BMP or WebP (sniffed)")],
@@ -651,9 +654,22 @@ async def _restore_form(
     preview: Annotated[bool, Form(description="jobs: also keep a PNG of the model's input")] = False,
 ) -> RestoreForm:
     # FastAPI reads an empty field as a missing one (its default); an empty value is a client's mistake
-    empty = [name for name, value in (await request.form()).multi_items() if value == ""]
+    items = (await request.form()).multi_items()
+    empty = [name for name, value in items if value == ""]
     if empty:
         raise HTTPException(422, f"form field {_shown(empty[0])} is empty; leave it out for its default")
+    # FastAPI takes one of a field sent several times (two images, say) and drops the others unseen
+    names = [name for name, _ in items]
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        raise HTTPException(
+            422, f"form field {_shown(repeated)} is sent {names.count(repeated)} times; send it once"
+        )
+    # the schema says boolean: true or false, not the 1, 0, yes, on, ... that FastAPI would also take
+    loose = [(n, v) for n, v in items if n in _BOOLEAN_FIELDS and str(v).lower() not in ("true", "false")]
+    if loose:
+        name, value = loose[0]
+        raise HTTPException(422, f"form field {_shown(name)} is {_shown(value)}; send true or false")
     return RestoreForm(image, task, level, model, ensemble, fast, format, preview)
 
 
