@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rednet.cli import build_parser
+from rednet.cli import build_parser, main
 from rednet.fuzz import FuzzTarget, error_kind, run_fuzz
 from rednet.fuzz_corpus import MUTATIONS, png_chunks, seed_corpus
 from rednet.io import ImageError, read_image
@@ -27,7 +27,7 @@ def test_a_bounded_fuzz_of_read_image_has_no_unexpected_outcome_hang_or_crash():
 
 
 def test_a_bounded_fuzz_through_rednet_restore_has_no_unexpected_outcome():
-    result = run_fuzz(40, seed=0, target=FuzzTarget(restore=True, max_pixels=65_536))
+    result = run_fuzz(40, seed=0, target=FuzzTarget(command=main, max_pixels=65_536))
     assert result["cases"] == 40 and result["target"] == "restore"
     assert result["unexpected"] == 0, result["samples"]
     assert result["outcomes"]["restored"] > 0 and result["outcomes"]["error"] > 0

@@ -59,7 +59,12 @@ def _results(read_unexpected: int = 0) -> dict:
 
 def test_the_page_is_written_from_the_runs_results_and_names_its_command(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr("rednet.reliability.run_reliability", lambda run: calls.append(run) or _results(2))
+
+    def fake_run(run, command):
+        calls.append(run)
+        return _results(2)
+
+    monkeypatch.setattr("rednet.reliability.run_reliability", fake_run)
     page, data = tmp_path / "reliability.md", tmp_path / "reliability.json"
     argv = [
         "report",

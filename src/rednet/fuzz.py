@@ -26,6 +26,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,20 @@ __all__ = ["FuzzTarget", "error_kind", "run_fuzz"]
 
 @dataclass(frozen=True)
 class FuzzTarget:
-    """What a case goes through: ``read_image`` (``restore=False``) or ``rednet restore`` with a tiny model.
+    """What a case goes through: ``read_image`` (``command=None``) or ``rednet restore`` with a tiny model.
 
-    ``max_pixels`` is ``REDNET_MAX_PIXELS`` in the worker (``None``: rednet's default of 100 million); the
-    restore target lowers it so that a mutated header cannot make one case a long model pass.
+    ``command`` is the command line's ``main`` (``rednet.cli.main``), handed in by its caller rather than
+    imported here, since the command line imports this module. ``max_pixels`` is ``REDNET_MAX_PIXELS`` in the
+    worker (``None``: rednet's default of 100 million); the restore target lowers it so that a mutated header
+    cannot make one case a long model pass.
     """
 
-    restore: bool = False
+    command: Callable[[list[str]], int] | None = None
     max_pixels: int | None = None
+
+    @property
+    def restore(self) -> bool:
+        return self.command is not None
 
     @property
     def name(self) -> str:
@@ -85,10 +92,9 @@ def _case_read(path: Path) -> tuple[str, str]:
 _RESTORE_LINES = re.compile(r"rednet: error: .*|restored \d+ of \d+ file\(s\).*|.* -> .* \([\d.]+ s\)")
 
 
-def _case_restore(path: Path, weights: Path) -> tuple[str, str]:
+def _case_restore(path: Path, weights: Path, main: Callable[[list[str]], int]) -> tuple[str, str]:
     import contextlib
 
-    from rednet.cli import main
     from rednet.io import read_image
 
     out = path.with_name("out" + path.suffix)
@@ -147,7 +153,10 @@ def _worker(conn: Any, target: FuzzTarget, folder: str) -> None:
         path.write_bytes(blob)
         start, mark = time.perf_counter(), os.fstat(2).st_size
         try:
-            outcome, detail = _case_restore(path, weights) if target.restore else _case_read(path)
+            if target.command is not None:
+                outcome, detail = _case_restore(path, weights, target.command)
+            else:
+                outcome, detail = _case_read(path)
         except BaseException as e:  # noqa: BLE001 - everything that escapes is what the fuzzer looks for
             last = traceback.format_exception(e)[-2].strip().splitlines()[0]
             outcome, detail = "unexpected", f"{type(e).__name__}: {str(e)[:200]} [{last}]"

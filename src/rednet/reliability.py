@@ -9,6 +9,7 @@ figure of which comes from that one run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -47,14 +48,16 @@ def command_line(run: ReliabilityRun) -> str:
     return " ".join(["rednet report reliability", *flags])
 
 
-def run_reliability(run: ReliabilityRun) -> dict[str, Any]:
-    """Run the five harnesses at the sizes of ``run``; their results, by harness, and the total seconds."""
+def run_reliability(run: ReliabilityRun, command: Callable[[list[str]], int]) -> dict[str, Any]:
+    """Run the five harnesses at the sizes of ``run``; their results, by harness, and the total seconds.
+
+    ``command`` is the command line's ``main`` (``rednet.cli.main``), which the restore fuzzing runs."""
     from rednet.fuzz import FuzzTarget, run_fuzz
     from rednet.fuzz_api import run_api_fuzz
     from rednet.kill_trials import restore_trials, train_trials
 
     start = time.perf_counter()
-    restore = FuzzTarget(restore=True, max_pixels=run.restore_max_pixels)
+    restore = FuzzTarget(command=command, max_pixels=run.restore_max_pixels)
     results = {
         "fuzz_read_image": run_fuzz(run.fuzz_cases, run.seed),
         "fuzz_restore": run_fuzz(run.restore_fuzz_cases, run.seed, restore),
