@@ -264,3 +264,43 @@ def test_a_damage_model_returns_one_probability_per_pixel_and_takes_no_mask():
     assert sum(p.numel() for p in model.parameters()) == parameter_count(config)
     with pytest.raises(ValueError, match="takes no mask input"):
         REDNetConfig(channels=3, mask_input=True, output="damage")
+
+
+def test_a_bottleneck_of_strided_layers_ends_in_one_pixel_and_keeps_any_size():
+    config = REDNetConfig(depth=10, width=4, stride=3, stride_layers=5, skip_every=1, residual=False)
+    model = REDNet(config)
+    sizes = []
+    model.convs[-1].register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:])))
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 243, 243)).shape == (1, 1, 243, 243)
+        assert model(torch.rand(1, 1, 50, 61)).shape == (1, 1, 50, 61)  # padded to 243, cropped back
+    assert sizes == [(1, 1), (1, 1)]
+    with pytest.raises(ValueError, match="stride_layers"):
+        REDNetConfig(depth=10, stride_layers=6)
+
+
+def test_he_blocks_replace_the_mirrored_skips_and_train_as_they_infer():
+    torch.manual_seed(0)
+    he = REDNet(REDNetConfig(depth=8, width=4, he_blocks=True))
+    red = REDNet(REDNetConfig(depth=8, width=4))
+    red.load_state_dict(he.state_dict())  # the same weights: only the shortcuts differ
+    x = torch.rand(1, 1, 12, 12)
+    y = he(x)  # with autograd: deconvolutions run as convolutions
+    with torch.no_grad():
+        assert torch.allclose(y, he(x), atol=1e-5)
+        assert not torch.allclose(he(x), red(x), atol=1e-4)
+    assert he.skip_from == {} and red.skip_from
+    with pytest.raises(ValueError, match="he_blocks"):
+        REDNetConfig(he_blocks=True, skip_every=0)
+
+
+@pytest.mark.parametrize("stride_layers", [2, 3])
+def test_the_receptive_field_bound_holds_for_several_strided_layers(stride_layers):
+    config = REDNetConfig(depth=8, width=4, stride=2, stride_layers=stride_layers)
+    torch.manual_seed(0)
+    model = REDNet(config).eval()
+    x = torch.rand(1, 1, 128, 128, requires_grad=True)
+    model(x)[0, 0, 64, 64].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+    side = max(int(rows.max() - rows.min()), int(cols.max() - cols.min())) + 1
+    assert 1 < side <= receptive_field(config)

@@ -52,6 +52,13 @@ class REDNetConfig:
         stride: 1 = the paper's model; > 1 = the fast variant: the first convolution down-samples by
             ``stride`` and the last deconvolution up-samples by it, so the hidden layers see ``stride**2``
             fewer pixels.
+        stride_layers: how many of the first convolutions (and, mirrored, of the last deconvolutions)
+            down-sample (up-sample) by ``stride``; 1 = the fast variant above. The paper's Fig. 3a bottleneck
+            is ``depth=10, stride=3, stride_layers=5`` on 243x243 inputs (the encoder ends in one pixel).
+        he_blocks: He et al.'s residual blocks instead of the mirrored skips (the paper's Fig. 3c
+            comparison; not a released model): the 2L layers form one chain and every ``skip_every`` of them
+            is a block whose input is added to its output (then ReLU), from layer 1 on; the last layer and
+            the input-to-output residual stay as in RED-Net.
         mask_input: the input has one more channel, a mask (1 = pixel known, 0 = pixel to fill), for
             inpainting where the damage is known (our addition, not in the paper): the missing pixels are
             first filled by :func:`fill_missing`, the network learns the residual of that fill, and the
@@ -69,6 +76,8 @@ class REDNetConfig:
     stride: int = 1
     mask_input: bool = False
     output: str = "image"
+    stride_layers: int = 1
+    he_blocks: bool = False
 
     def __post_init__(self) -> None:
         if self.depth < 2 or self.depth % 2:
@@ -81,6 +90,10 @@ class REDNetConfig:
             raise ValueError(f"skip_every must be >= 0 (0 = no skips), got {self.skip_every}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")
+        if not 1 <= self.stride_layers <= self.layers:
+            raise ValueError(f"stride_layers must be 1..{self.layers}, got {self.stride_layers}")
+        if self.he_blocks and (self.stride_layers > 1 or not self.skip_every):
+            raise ValueError("he_blocks needs skip_every >= 1 (the block span) and stride_layers 1")
         if self.output not in ("image", "damage"):
             raise ValueError(f"output must be 'image' or 'damage', got {self.output!r}")
         if self.output == "damage" and self.mask_input:
@@ -132,18 +145,27 @@ class REDNet(nn.Module):
         self.config = config
         c, w, n, s = config.out_channels, config.width, config.layers, config.stride
         k, p, op = _strided_geometry(s)
+        strided = config.stride_layers
         self.convs = nn.ModuleList(
-            [nn.Conv2d(config.in_channels, w, k, stride=s, padding=p)]
-            + [nn.Conv2d(w, w, 3, padding=1) for _ in range(n - 1)]
+            [
+                nn.Conv2d(config.in_channels if i == 0 else w, w, k, stride=s, padding=p)
+                if i < strided
+                else nn.Conv2d(w, w, 3, padding=1)
+                for i in range(n)
+            ]
         )
         self.deconvs = nn.ModuleList(
-            [nn.ConvTranspose2d(w, w, 3, padding=1) for _ in range(n - 1)]
-            + [nn.ConvTranspose2d(w, c, k, stride=s, padding=p, output_padding=op)]
+            [
+                nn.ConvTranspose2d(w, c if j == n - 1 else w, k, stride=s, padding=p, output_padding=op)
+                if j >= n - strided
+                else nn.ConvTranspose2d(w, w, 3, padding=1)
+                for j in range(n)
+            ]
         )
         # conv output c_i (i = 1..L) is added to deconv output d_(L-i) when i is a multiple of skip_every;
         # i = 0 (the input) <-> d_L is the residual connection, handled in forward.
         every = config.skip_every
-        self.skip_from = {n - i: i for i in range(1, n) if every and i % every == 0}
+        self.skip_from = {n - i: i for i in range(1, n) if every and i % every == 0 and not config.he_blocks}
         # When training, run the stride-1 deconvolutions as the convolutions they equal (see _deconv): same
         # values, and a bf16 training step about 20 % faster with oneDNN, whose transposed-convolution
         # backward is the slower kernel. Inference is as fast either way and keeps the plain layers (ONNX).
@@ -166,9 +188,22 @@ class REDNet(nn.Module):
             known = x[:, self.config.channels :]
             x = torch.cat([fill_missing(x[:, : self.config.channels], known), known], dim=1)
         h, w = x.shape[-2:]
-        s = self.config.stride
+        s = self.config.stride**self.config.stride_layers
         pad_h, pad_w = (-h) % s, (-w) % s
         y = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        y = self._he_chain(y) if self.config.he_blocks else self._mirrored(y)
+        y = y[..., :h, :w]
+        if self.config.output == "damage":
+            return torch.sigmoid(y)
+        if not self.config.mask_input:
+            return x + y if self.config.residual else y
+        c = self.config.channels
+        image, known = x[:, :c], x[:, c:]
+        y = image + y if self.config.residual else y
+        return known * image + (1 - known) * y
+
+    def _mirrored(self, y: Tensor) -> Tensor:
+        """The layers with RED-Net's mirrored skips (all but the input-to-output residual)."""
         # Keep only the conv outputs that a skip reads: memory for big tiles.
         sources = set(self.skip_from.values())
         # ReLUs run in place on fresh conv outputs (autograd allows it); without autograd the skip sums are
@@ -188,15 +223,26 @@ class REDNet(nn.Module):
             if j in self.skip_from:
                 skip = feats[self.skip_from[j]]
                 y = F.relu(y.add_(skip) if no_grad else y + skip, inplace=True)
-        y = y[..., :h, :w]
-        if self.config.output == "damage":
-            return torch.sigmoid(y)
-        if not self.config.mask_input:
-            return x + y if self.config.residual else y
-        c = self.config.channels
-        image, known = x[:, :c], x[:, c:]
-        y = image + y if self.config.residual else y
-        return known * image + (1 - known) * y
+        return y
+
+    def _he_chain(self, y: Tensor) -> Tensor:
+        """The layers with He et al.'s residual blocks (``config.he_blocks``): layer m's output (after its
+        ReLU) gets layer ``m - span``'s added, then a ReLU, for m = 1 + span, 1 + 2 span, ... < 2L."""
+        span, layers = self.config.skip_every, [*self.convs, *self.deconvs]
+        block_in = None
+        for m, layer in enumerate(layers, start=1):
+            if isinstance(layer, nn.ConvTranspose2d) and self.deconv_as_conv and torch.is_grad_enabled():
+                y = _deconv(layer, y)
+            else:
+                y = layer(y)
+            if m == len(layers):
+                break
+            y = F.relu(y)
+            if m > 1 and (m - 1) % span == 0:
+                y = F.relu(y + block_in)
+            if (m - 1) % span == 0:
+                block_in = y
+        return y
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
@@ -278,6 +324,19 @@ def receptive_field(config: REDNetConfig) -> int:
     s = config.stride
     if s == 1:
         return 2 * config.depth + 1 + fill
+    if config.stride_layers > 1:  # each layer adds (kernel - 1) of the pixels it sees, at their spacing
+        k, jump, side = max(3, s), 1, 1
+        for i in range(config.layers):
+            side, jump = (
+                (side + (k - 1) * jump, jump * s) if i < config.stride_layers else (side + 2 * jump, jump)
+            )
+        for j in range(config.layers):
+            side, jump = (
+                (side + (k - 1) * jump, jump // s)
+                if j >= config.layers - config.stride_layers
+                else (side + 2 * jump, jump)
+            )
+        return side + fill
     k = max(3, s)
     return k + 2 * (config.depth - 2) * s + 2 * s + fill
 

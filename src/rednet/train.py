@@ -76,6 +76,8 @@ class TrainConfig:
         data: training folders, comma-separated: paths, or names relative to the data root.
         data_root: where ``data`` and the validation set live; None = ``rednet.data.data_root()``.
         depth, width, skip_every, residual, stride: the model (see ``rednet.model.REDNetConfig``).
+        stride_layers: how many first convolutions (and last deconvolutions) stride (``REDNetConfig``).
+        he_blocks: He et al.'s residual blocks of span ``skip_every`` instead of the mirrored skips.
         steps: optimizer steps in the run (the LR schedule spans them).
         batch_size: global batch (split evenly over DDP ranks).
         patch_size: side of the training patches (the paper: 50).
@@ -123,6 +125,8 @@ class TrainConfig:
     skip_every: int = 2
     residual: bool = True
     stride: int = 1
+    stride_layers: int = 1
+    he_blocks: bool = False
     steps: int = 10_000
     batch_size: int = 16
     patch_size: int = 50
@@ -209,6 +213,8 @@ class TrainConfig:
             stride=self.stride,
             mask_input=self.mask_input,
             output=self.output,
+            stride_layers=self.stride_layers,
+            he_blocks=self.he_blocks,
         )
 
     @classmethod
