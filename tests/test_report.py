@@ -8,14 +8,8 @@ import pytest
 
 from rednet.cli import build_parser, main
 from rednet.evaluate import EvalConfig, evaluate
-from rednet.report import (
-    ClassicReport,
-    DenoiseReport,
-    _setting_label,
-    render_classic_report,
-    render_denoise_report,
-    section_commands,
-)
+from rednet.report import DenoiseReport, render_denoise_report, section_commands
+from rednet.report_classic import ClassicReport, _setting_label, render_classic_report
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 

@@ -907,7 +907,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from rednet.report import plot_run
+    from rednet.plots import plot_run
 
     out = plot_run(args.run_dir, args.output)
     print(f"wrote {out}", file=sys.stderr)
@@ -915,7 +915,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report_runs(args: argparse.Namespace) -> int:
-    from rednet.report import render_runs_table
+    from rednet.run_tables import render_runs_table
 
     missing = [
         d for d in args.run_dirs if not (d / "config.json").is_file() or not (d / "log.jsonl").is_file()
@@ -944,7 +944,7 @@ def cmd_report_regenerate(args: argparse.Namespace) -> int:
 
 
 def cmd_report_infer(args: argparse.Namespace) -> int:
-    from rednet.report import render_infer_table
+    from rednet.run_tables import render_infer_table
 
     try:
         result = json.loads(args.bench_json.read_text())
@@ -959,18 +959,16 @@ def cmd_report_infer(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from rednet import __version__
     from rednet.report import (
-        ClassicReport,
         DenoiseReport,
         TaskReport,
-        render_classic_report,
         render_denoise_report,
         render_task_report,
-        run_classic_report,
         run_denoise_report,
         run_task_report,
         write_section,
         write_text_atomic,
     )
+    from rednet.report_classic import ClassicReport, render_classic_report, run_classic_report
     from rednet.train import hardware
 
     def names(text: str) -> tuple[str, ...]:

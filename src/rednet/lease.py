@@ -81,7 +81,7 @@ def render_lease(summary: dict[str, Any], bench: dict[str, Any] | None) -> str:
             f"patches/s; one loader process ({t['data_task']}): {t['data_patches_per_s']:.0f} patches/s.",
         ]
     if bench and "infer" in bench:
-        from rednet.report import render_infer_table
+        from rednet.run_tables import render_infer_table
 
         lines += [
             "",
