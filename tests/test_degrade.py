@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rednet import degrade
+from rednet import degrade, overlays
 
 # --------------------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -368,9 +368,9 @@ def test_blur_adds_noise_on_0_255_scale():
 @pytest.mark.parametrize("rate", [0.5, 0.8])
 def test_drop_pixels_rate_and_mask_semantics(image, rate):
     x = image + 0.01  # no zeros, so lost pixels are exactly where the output is 0
-    y, mask = degrade.drop_pixels(x, rate, generator=torch.Generator().manual_seed(0))
+    y, mask = overlays.drop_pixels(x, rate, generator=torch.Generator().manual_seed(0))
     big = torch.rand(1, 3, 256, 256) + 0.01
-    _, big_mask = degrade.drop_pixels(big, rate, generator=np.random.default_rng(0))
+    _, big_mask = overlays.drop_pixels(big, rate, generator=np.random.default_rng(0))
     assert mask.shape == (2, 1, 40, 48) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert 1 - big_mask.mean().item() == pytest.approx(rate, abs=0.01)
@@ -379,20 +379,20 @@ def test_drop_pixels_rate_and_mask_semantics(image, rate):
 
 
 def test_drop_pixels_generators_are_reproducible(image):
-    a = degrade.drop_pixels(image, 0.5, generator=np.random.default_rng(5))[1]
-    b = degrade.drop_pixels(image, 0.5, generator=np.random.default_rng(5))[1]
-    c = degrade.drop_pixels(image, 0.5, generator=torch.Generator().manual_seed(5))[1]
-    d = degrade.drop_pixels(image, 0.5, generator=torch.Generator().manual_seed(5))[1]
+    a = overlays.drop_pixels(image, 0.5, generator=np.random.default_rng(5))[1]
+    b = overlays.drop_pixels(image, 0.5, generator=np.random.default_rng(5))[1]
+    c = overlays.drop_pixels(image, 0.5, generator=torch.Generator().manual_seed(5))[1]
+    d = overlays.drop_pixels(image, 0.5, generator=torch.Generator().manual_seed(5))[1]
     assert torch.equal(a, b) and torch.equal(c, d)
 
 
 def test_text_overlay_is_deterministic_for_a_seed():
     x = _skimage_image("astronaut")[..., ::4, ::4]
-    a = degrade.text_overlay(x, generator=torch.Generator().manual_seed(0))
-    b = degrade.text_overlay(x, generator=torch.Generator().manual_seed(0))
-    c = degrade.text_overlay(x, generator=torch.Generator().manual_seed(1))
-    d = degrade.text_overlay(x, generator=np.random.default_rng(0))
-    e = degrade.text_overlay(x, generator=np.random.default_rng(0))
+    a = overlays.text_overlay(x, generator=torch.Generator().manual_seed(0))
+    b = overlays.text_overlay(x, generator=torch.Generator().manual_seed(0))
+    c = overlays.text_overlay(x, generator=torch.Generator().manual_seed(1))
+    d = overlays.text_overlay(x, generator=np.random.default_rng(0))
+    e = overlays.text_overlay(x, generator=np.random.default_rng(0))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
     assert torch.equal(d[1], e[1])
@@ -400,7 +400,7 @@ def test_text_overlay_is_deterministic_for_a_seed():
 
 def test_text_overlay_changes_pixels_only_under_mask_with_text_colour():
     x = torch.full((2, 3, 96, 128), 0.5)
-    y, mask = degrade.text_overlay(x, generator=np.random.default_rng(2))
+    y, mask = overlays.text_overlay(x, generator=np.random.default_rng(2))
     assert mask.shape == (2, 1, 96, 128)
     kept = mask.expand_as(x) == 1
     assert torch.equal(y[kept], x[kept])
@@ -412,7 +412,7 @@ def test_text_overlay_changes_pixels_only_under_mask_with_text_colour():
 
 def test_text_overlay_coverage_is_sensible():
     x = torch.rand(4, 3, 200, 240, generator=torch.Generator().manual_seed(0))
-    _, mask = degrade.text_overlay(x, generator=torch.Generator().manual_seed(3))
+    _, mask = overlays.text_overlay(x, generator=torch.Generator().manual_seed(3))
     coverage = 1 - mask.flatten(1).mean(dim=1)
     assert torch.all(coverage >= 0.04) and torch.all(coverage <= 0.21), coverage
 
@@ -431,8 +431,8 @@ def _all_calls(x: torch.Tensor) -> list:
         lambda: degrade.bicubic_sr(x, 2),
         lambda: degrade.jpeg(x, 20),
         lambda: degrade.blur(x, degrade.disk_kernel(3), sigma=2.55, generator=np.random.default_rng(0)),
-        lambda: degrade.drop_pixels(x, 0.5, generator=np.random.default_rng(0)),
-        lambda: degrade.text_overlay(x, generator=np.random.default_rng(0)),
+        lambda: overlays.drop_pixels(x, 0.5, generator=np.random.default_rng(0)),
+        lambda: overlays.text_overlay(x, generator=np.random.default_rng(0)),
     ]
 
 
@@ -518,7 +518,7 @@ def test_bicubic_sr_set5_y_baseline(data_root, scale, published, tol_lr_quantise
 
 def test_training_damage_mixes_coloured_text_and_scratches_and_changes_only_masked_pixels():
     x = torch.full((4, 3, 64, 64), 0.5)
-    y, mask = degrade.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
+    y, mask = overlays.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
     kept = mask.expand_as(x) == 1
     assert torch.equal(y[kept], x[kept])
     lost = 1 - mask.mean(dim=(1, 2, 3))
@@ -526,15 +526,15 @@ def test_training_damage_mixes_coloured_text_and_scratches_and_changes_only_mask
     covered = y.permute(1, 0, 2, 3)[:, mask[:, 0] == 0]  # (C, n_covered)
     coloured = (covered != covered[:1]).any(dim=0)  # channels differ: neither white, black nor gray
     assert coloured.any() and (~coloured).any()
-    again = degrade.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
+    again = overlays.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
     assert torch.equal(again[0], y)
-    gray, gray_mask = degrade.scratches_and_text(x[:, :1], generator=np.random.default_rng(0))
+    gray, gray_mask = overlays.scratches_and_text(x[:, :1], generator=np.random.default_rng(0))
     assert gray.shape == (4, 1, 64, 64) and gray_mask.shape == (4, 1, 64, 64)
 
 
 def test_content_text_is_soft_noisy_8_bit_text_that_belongs_to_the_image():
     x = torch.zeros(2, 3, 96, 128)  # black: the level stretch leaves it as it is, so only text changes it
-    y = degrade.content_text(x, generator=np.random.default_rng(0), n_strings=(2, 2))
+    y = overlays.content_text(x, generator=np.random.default_rng(0), n_strings=(2, 2))
     assert y.shape == x.shape and torch.all((y >= 0) & (y <= 1))
     assert torch.equal(y, torch.round(y * 255) / 255)  # 8-bit levels
     for i in range(2):
@@ -543,19 +543,19 @@ def test_content_text_is_soft_noisy_8_bit_text_that_belongs_to_the_image():
         values = y[i][:, changed]
         # Unlike overlaid damage, no single exact colour: antialiased edges and noise give many levels.
         assert torch.unique(values[0]).numel() > 20
-    again = degrade.content_text(x, generator=np.random.default_rng(0), n_strings=(2, 2))
+    again = overlays.content_text(x, generator=np.random.default_rng(0), n_strings=(2, 2))
     assert torch.equal(again, y)
-    assert not torch.equal(degrade.content_text(x, generator=np.random.default_rng(1)), y)
+    assert not torch.equal(overlays.content_text(x, generator=np.random.default_rng(1)), y)
     # Some images get shadows or highlights clipped: flat 0 or 1 areas a ramp did not have.
     ramp = torch.linspace(0, 1, 128).expand(8, 3, 96, 128)
-    stretched = degrade.content_text(ramp, generator=np.random.default_rng(0), n_strings=(0, 0))
+    stretched = overlays.content_text(ramp, generator=np.random.default_rng(0), n_strings=(0, 0))
     flat = ((stretched == 0) | (stretched == 1)).flatten(1).float().mean(dim=1)
     assert (flat > 0.02).any() and (flat < 0.02).any()
 
 
 def test_text_over_content_text_marks_only_the_overlay_as_damage():
     x = _skimage_image("astronaut")[..., ::4, ::4]
-    clean, degraded, mask = degrade.text_over_content_text(x, generator=np.random.default_rng(3))
+    clean, degraded, mask = overlays.text_over_content_text(x, generator=np.random.default_rng(3))
     assert not torch.equal(clean, x)  # the image's own text is in the ground truth
     kept = mask.expand_as(clean) == 1
     assert torch.equal(degraded[kept], clean[kept])

@@ -281,8 +281,8 @@ def test_default_model_picks_by_task_channels_and_variant(monkeypatch):
 def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text_alone():
     from skimage import data
 
-    from rednet.degrade import text_over_content_text
     from rednet.infer import find_damage
+    from rednet.overlays import text_over_content_text
 
     photo = as_tensor(data.astronaut()[60:252, 120:312])
     clean, degraded, mask = text_over_content_text(photo, generator=np.random.default_rng(3))

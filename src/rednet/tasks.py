@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from rednet import degrade
+from rednet import degrade, overlays
 
 __all__ = [
     "KERNELS",
@@ -105,12 +105,12 @@ def _damage(clean: Tensor, damage: str | float, generator: np.random.Generator) 
     its own, which becomes the ground truth), "strokes" (text and scratches in random colours) or a
     pixel-loss rate (float). The mask is 1 where a pixel is kept."""
     if damage == "decoys":
-        return Corrupted(*degrade.text_over_content_text(clean, generator=generator))
+        return Corrupted(*overlays.text_over_content_text(clean, generator=generator))
     if damage == "text":
-        return Corrupted(clean, *degrade.text_overlay(clean, generator=generator))
+        return Corrupted(clean, *overlays.text_overlay(clean, generator=generator))
     if damage == "strokes":
-        return Corrupted(clean, *degrade.scratches_and_text(clean, generator=generator))
-    return Corrupted(clean, *degrade.drop_pixels(clean, float(damage), generator=generator))
+        return Corrupted(clean, *overlays.scratches_and_text(clean, generator=generator))
+    return Corrupted(clean, *overlays.drop_pixels(clean, float(damage), generator=generator))
 
 
 def inpaint_damage(clean: Tensor, mask: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
