@@ -16,7 +16,8 @@ from skimage import data
 
 from rednet import campaign
 from rednet.cli import build_parser, main
-from rednet.train import TrainConfig, load_checkpoint, train
+from rednet.train import load_checkpoint, train
+from rednet.train_config import TrainConfig
 
 TINY = ["--depth", "10", "--width", "16", "--batch-size", "8", "--patch-size", "24", "--no-init"]
 TINY += ["--threads", "1", "--device", "cpu", "--smoke-seconds", "20"]

@@ -8,7 +8,8 @@ from skimage import data
 
 from rednet.data import Levels
 from rednet.device_patches import DevicePatches, dihedral_maps
-from rednet.train import TrainConfig, load_checkpoint, train
+from rednet.train import load_checkpoint, train
+from rednet.train_config import TrainConfig
 
 
 def _photo(channels: int = 3) -> torch.Tensor:

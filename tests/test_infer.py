@@ -16,7 +16,8 @@ from skimage import data
 from rednet.cli import main
 from rednet.infer import DIHEDRAL, restore, self_ensemble, tiled
 from rednet.model import RED10, RED30, REDNet
-from rednet.train import TrainConfig, train
+from rednet.train import train
+from rednet.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -165,7 +165,8 @@ def test_jpeg_report_restores_with_the_shipped_models_on_real_images(data_root, 
 def test_runs_table_has_one_row_per_run_with_its_best_validation(tmp_path, capsys):
     from skimage import data
 
-    from rednet.train import TrainConfig, train
+    from rednet.train import train
+    from rednet.train_config import TrainConfig
 
     folder = tmp_path / "images"
     folder.mkdir()

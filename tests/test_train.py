@@ -16,7 +16,8 @@ from skimage import data
 from rednet.cli import main
 from rednet.data import Corruption, Levels, PatchDataset, load_training_images
 from rednet.model import REDNet
-from rednet.train import TrainConfig, load_checkpoint, train
+from rednet.train import load_checkpoint, train
+from rednet.train_config import TrainConfig
 from rednet.zoo import load_weights, read_weights
 
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rednet.train import TrainConfig
+from rednet.train_config import TrainConfig
 
 __all__ = [
     "QUICK",

@@ -49,7 +49,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rednet.train import TrainConfig, load_checkpoint
+from rednet.train import load_checkpoint
+from rednet.train_config import TrainConfig
 
 __all__ = [
     "CampaignConfig",

@@ -749,7 +749,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     import dataclasses as dc
     import typing
 
-    from rednet.train import TrainConfig
+    from rednet.train_config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     doc = TrainConfig.__doc__ or ""
@@ -770,7 +770,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses as dc
 
-    from rednet.train import TrainConfig, train
+    from rednet.train import train
+    from rednet.train_config import TrainConfig
 
     values = {}
     if args.config is not None:

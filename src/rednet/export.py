@@ -13,7 +13,8 @@ from typing import Any
 
 from rednet.model import REDNet, parameter_count
 from rednet.tasks import task_named
-from rednet.train import TrainConfig, load_checkpoint
+from rednet.train import load_checkpoint
+from rednet.train_config import TrainConfig
 from rednet.version import __version__
 from rednet.zoo import read_weights, save_weights
 
