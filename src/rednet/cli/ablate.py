@@ -12,6 +12,7 @@ from rednet.cli.flags import command_line
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """``rednet ablate``, with one flag per Budget field."""
     from rednet.ablations import Budget
 
     p = sub.add_parser(

@@ -1,4 +1,4 @@
-"""``rednet bench ...``."""
+"""``rednet bench train|infer|memory``: benchmarks that print JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``rednet eval``."""
+"""``rednet eval``: score a method on a test set with the protocol (rednet.evaluate)."""
 
 from __future__ import annotations
 

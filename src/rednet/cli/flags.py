@@ -1,8 +1,11 @@
-"""Flag helpers shared by several commands."""
+"""What several commands share: the task and level flags (degrade, restore, eval), the level flags as an
+EvalConfig (degrade, eval) and the command line a run records (train, campaign, ablate)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from pathlib import Path
 
 from rednet.tasks import TASK_NAMES
@@ -11,6 +14,7 @@ TASK_HELP = "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel
 
 
 def add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> None:
+    """--task and each task's level flags; ``mask_file``: restore's --kernel and --mask (a mask file)."""
     p.add_argument("--task", required=True, choices=list(TASK_NAMES), help=TASK_HELP)
     p.add_argument(
         "--sigma", type=float, help="noise std on the 0-255 scale (denoise; added noise for deblur)"
@@ -42,9 +46,6 @@ def add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> N
 
 def command_line(argv: list[str]) -> str:
     """The command that started this run, as a user would type it again."""
-    import os
-    import shlex
-
     prefix = "rednet"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         prefix = f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', '?')} -m rednet"
@@ -52,6 +53,7 @@ def command_line(argv: list[str]) -> str:
 
 
 def eval_config(args: argparse.Namespace, **extra):
+    """The EvalConfig of the task and level flags (which it checks) and ``extra``."""
     from rednet.evaluate import EvalConfig
 
     return EvalConfig(

@@ -7,6 +7,7 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """``rednet kill-trials train|restore``."""
     p = sub.add_parser("kill-trials", help="kill -9 rednet train or a folder restore at random points (JSON)")
     what = p.add_subparsers(dest="what", required=True, metavar="WHAT")
     for name, trials, about in [

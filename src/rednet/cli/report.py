@@ -1,4 +1,6 @@
-"""``rednet report ...``."""
+"""``rednet report ...``: the result tables of docs/results.md (denoise, sr, jpeg, deblur, inpaint),
+``runs`` and ``infer`` tables, ``regenerate`` (reruns every section's command) and ``reliability``
+(docs/reliability.md)."""
 
 from __future__ import annotations
 

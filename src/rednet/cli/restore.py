@@ -1,4 +1,5 @@
-"""``rednet restore``."""
+"""``rednet restore``: files, folders or globs, planned and checked before any model loads, then restored
+one by one through rednet.pipeline (several processes with torchrun)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Output checks shared by degrade and restore."""
+"""The checks of output paths before any work, shared by degrade and restore."""
 
 from __future__ import annotations
 
