@@ -10,7 +10,8 @@ import pytest
 
 from rednet.ablation_doc import _claim_b, _claim_d, _verdict
 from rednet.ablations import QUICK, Budget, RunSummary, arms, ensemble_gains, run_all
-from rednet.cli import build_parser, cmd_ablate, main
+from rednet.cli import build_parser, main
+from rednet.cli.ablate import cmd_ablate
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 PLOTS = ("a-depth", "b-bottleneck", "c-he", "d-ordering", "e-levels", "f-stride", "g-ensemble")

@@ -56,8 +56,8 @@ def test_the_counter_finds_string_tests() -> None:
 def test_few_string_tests_of_a_task_name_outside_tasks() -> None:
     found = {
         f"{path.name}:{line}": path
-        for path in sorted(SRC.glob("*.py"))
-        if path.name != "tasks.py"
+        for path in sorted(SRC.rglob("*.py"))
+        if path.relative_to(SRC) != Path("tasks.py")
         for line in task_name_tests(path.read_text())
     }
     assert len(found) <= MAX_TASK_NAME_TESTS, sorted(found)
@@ -73,17 +73,25 @@ def _module_imports(path: Path, modules: set[str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name in modules}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "rednet":  # from rednet import io (a module) or __version__ (the package)
-                out |= {f"rednet.{a.name}" if f"rednet.{a.name}" in modules else "rednet" for a in node.names}
-            elif node.module in modules:
-                out.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module in modules:
+            # from rednet import io (a module) or __version__ (the package); so for rednet.cli and its modules
+            out |= {
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                for a in node.names
+            }
     return out
 
 
+def module_name(path: Path) -> str:
+    """``rednet.cli.restore`` for src/rednet/cli/restore.py; a package is named by its ``__init__``."""
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the rednet modules it imports; ``rednet`` is the package's ``__init__``."""
-    paths = {("rednet" if p.stem == "__init__" else f"rednet.{p.stem}"): p for p in SRC.glob("*.py")}
+    """Module -> the rednet modules it imports, subpackages (rednet.cli) included; ``rednet`` is the package's
+    ``__init__``."""
+    paths = {module_name(p): p for p in SRC.rglob("*.py")}
     return {name: _module_imports(path, set(paths)) - {name} for name, path in paths.items()}
 
 
@@ -118,6 +126,7 @@ def test_find_cycle_finds_one() -> None:
 def test_no_import_cycle() -> None:
     graph = import_graph()
     assert "rednet.tasks" in graph and "rednet.data" in graph["rednet.train"]  # the graph is read
+    assert "rednet.cli.restore" in graph["rednet.cli"] and "rednet.cli.flags" in graph["rednet.cli.restore"]
     assert find_cycle(graph) is None
 
 
