@@ -15,7 +15,7 @@ from rednet.reliability import ReliabilityRun, command_line, unexpected_total
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 
-def _fuzz(target: str, cases: int, unexpected: int = 0) -> dict:
+def _fuzz(target: str, cases: int, unexpected: int = 0, seed: int = 0) -> dict:
     word = "restored" if target == "restore" else "decoded"
     outcomes = {
         "error": cases - 3 - unexpected,
@@ -26,7 +26,7 @@ def _fuzz(target: str, cases: int, unexpected: int = 0) -> dict:
         "target": target,
         "max_pixels": 65_536 if target == "restore" else None,
         "cases": cases,
-        "seed": 0,
+        "seed": seed,
         "time_limit_s": 10.0,
         "outcomes": outcomes,
         "errors_by_kind": {"not an image": cases - 3 - unexpected},
@@ -49,7 +49,7 @@ def _results(read_unexpected: int = 0) -> dict:
     api |= {"phases": {"coverage": 200, "fuzzing": 36}, "statuses": {"200": 36, "422": 200}}
     return {
         "fuzz_read_image": _fuzz("read_image", 123, read_unexpected),
-        "fuzz_restore": _fuzz("restore", 45),
+        "fuzz_restore": _fuzz("restore", 45, seed=1),
         "kill_train": train,
         "kill_restore": restore,
         "fuzz_api": api,
@@ -91,6 +91,7 @@ def test_the_page_is_written_from_the_runs_results_and_names_its_command(monkeyp
     assert "| 3 of 3 resumed to bitwise" in text and "| 1 of 2 left only complete outputs" in text
     assert "| 236 requests | 0 check failures, 0 server errors | 0 |" in text
     assert "- unexpected: gray8.png via truncate: TypeError: x" in text
+    assert "hypothesis' seeds: 0 (`read_image`) and 1 (`restore`)" in text
 
 
 def test_unexpected_counts_fuzz_findings_lost_trials_and_api_failures():

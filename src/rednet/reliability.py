@@ -60,7 +60,9 @@ def run_reliability(run: ReliabilityRun, command: Callable[[list[str]], int]) ->
     restore = FuzzTarget(command=command, max_pixels=run.restore_max_pixels)
     results = {
         "fuzz_read_image": run_fuzz(run.fuzz_cases, run.seed),
-        "fuzz_restore": run_fuzz(run.restore_fuzz_cases, run.seed, restore),
+        "fuzz_restore": run_fuzz(
+            run.restore_fuzz_cases, run.seed + 1, restore
+        ),  # other files than read_image's
         "kill_train": train_trials(run.train_trials, run.seed),
         "kill_restore": restore_trials(run.restore_trials, run.seed),
         "fuzz_api": run_api_fuzz(run.api_cases, run.seed),
@@ -161,7 +163,8 @@ def _fuzz_section(read: dict[str, Any], restore: dict[str, Any]) -> list[str]:
         "`rednet: error:` line (`restore`), prints anything else on standard error, returns a bad tensor, "
         "changes its input, hangs or kills the worker. `rednet restore` runs a tiny random RED10 (width 16) "
         f"with `REDNET_MAX_PIXELS={restore['max_pixels']}`, so that a mutated header cannot make one case a "
-        "long model pass; `read_image` keeps the default limit (100 million pixels).",
+        "long model pass; `read_image` keeps the default limit (100 million pixels). hypothesis' seeds: "
+        f"{read['seed']} (`read_image`) and {restore['seed']} (`restore`), so the two get different files.",
         "",
         *_count_table("outcome", columns, _fuzz_rows(read, restore, "outcomes")),
         "",
