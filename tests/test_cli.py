@@ -254,7 +254,7 @@ def test_a_folder_restore_killed_with_sigkill_is_finished_by_skip_existing(tmp_p
     small_images(tmp_path / "in", names, side=80)
     out = tmp_path / "out"
     argv = ["restore", "--task", "denoise", str(tmp_path / "in"), "-o", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(io.__file__).parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(io.__file__).parents[2])}
     child = subprocess.Popen([sys.executable, "-m", "rednet", *argv], env=env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
