@@ -81,7 +81,7 @@ class Budget:
         return " ".join(parts)
 
 
-QUICK = Budget(steps=4, batch_size=2, width=8, val_images=1, val_every=2, timing_rounds=1)
+QUICK = Budget(steps=4, batch_size=2, width=8, val_images=1, val_every=4, timing_rounds=1)
 """The ``--quick`` budget: checks that every table and plot is produced, not the conclusions."""
 
 
