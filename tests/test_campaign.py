@@ -20,7 +20,7 @@ from rednet.train import load_checkpoint, train
 from rednet.train_config import TrainConfig
 
 TINY = ["--depth", "10", "--width", "16", "--batch-size", "8", "--patch-size", "24", "--no-init"]
-TINY += ["--threads", "1", "--device", "cpu", "--smoke-seconds", "20"]
+TINY += ["--threads", "1", "--device", "cpu", "--smoke-seconds", "60"]  # ends with the jobs, not the limit
 TINY += ["--smoke-steps", "40", "--pack-seconds", "2", "--max-steps", "40"]
 
 
