@@ -399,6 +399,8 @@ def render(
         "| claim | paper says | we measured | agrees? |",
         "|---|---|---|---|",
         *[f"| {' | '.join(verdict)} |" for _, (_, verdict) in sections],
+        "",
+        _disagreements([verdict for _, (_, verdict) in sections]),
     ]
     for title, (rows, _) in sections:
         lines += ["", f"## {title}", "", *rows]
@@ -410,6 +412,17 @@ def render(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return [out, *sorted(img.glob("ablation-*.png"))]
+
+
+def _disagreements(verdicts: list[list[str]]) -> str:
+    """One sentence naming the claims our runs do not (fully) confirm."""
+    named = {v[-1]: [] for v in verdicts}
+    for verdict in verdicts:
+        named[verdict[-1]].append(verdict[0].split(")")[0] + ")")
+    parts = [f"{', '.join(named[k])} {k}" for k in ("no", "partly", "–") if named.get(k)]
+    if not parts:
+        return "At this budget our runs agree with every claim."
+    return f"At this budget our runs do not agree with every claim: {'; '.join(parts)} (see each section)."
 
 
 def _relative(path: Path, start: Path) -> str:
