@@ -2,7 +2,8 @@
 # Spot-check list for refactors that must not change behaviour (issue 28).
 # Usage: tools/spotcheck.sh OUTDIR    (run from the repository root, PYTHONPATH pointing at src/)
 # Writes one `rednet eval --json` file per case (OUTDIR/<case>.json) plus OUTDIR/files.sha256, the hashes of
-# what `rednet degrade` and `rednet restore` write. Compare two runs with tools/spotcheck_compare.py.
+# what `rednet degrade` and `rednet restore` write, and OUTDIR/patches.sha256, those of training patches
+# (tools/spotcheck_patches.py). Compare two runs with tools/spotcheck_compare.py.
 # At least one case per task and per shipped model, gray and colour sets, the ensemble once; few images so
 # that it stays cheap on a CPU.
 set -euo pipefail
@@ -67,5 +68,6 @@ gray=$data/Set12/01.png
 "$py" -m rednet restore "$tmp/d-inpaint.png" --task inpaint --mask "$tmp/d-mask.png" -o "$tmp/r-inpaint-mask.png"
 "$py" -m rednet restore "$gray" --task denoise --sigma 25 -o "$tmp/r-denoise-gray.png"
 (cd "$tmp" && sha256sum ./*) >"$out/files.sha256"
+"$py" tools/spotcheck_patches.py >"$out/patches.sha256"
 rm -r "$tmp"
 echo "spotcheck: $(ls "$out" | wc -l) files in $out"

@@ -1,4 +1,5 @@
-"""Compare two spot-check folders (tools/spotcheck.sh): mean PSNR/SSIM bit-identical, files byte-identical.
+"""Compare two spot-check folders (tools/spotcheck.sh): mean PSNR/SSIM bit-identical, files and
+training patches byte-identical.
 
 Usage: python tools/spotcheck_compare.py BEFORE AFTER   (exit status 1 on any difference)
 """
@@ -23,11 +24,11 @@ def main(before: Path, after: Path) -> int:
         bad += not same
         verdict = "same" if same else f"DIFFERENT (after: psnr {b['psnr']!r}, ssim {b['ssim']!r})"
         sys.stdout.write(f"{path.stem:26s} psnr {a['psnr']!r:20} ssim {a['ssim']!r:20} {verdict}\n")
-    files_a, files_b = (before / "files.sha256").read_text(), (after / "files.sha256").read_text()
-    sys.stdout.write(
-        f"files.sha256 ({len(files_a.splitlines())} files) {'same' if files_a == files_b else 'DIFFERENT'}\n"
-    )
-    bad += files_a != files_b
+    for name in ("files.sha256", "patches.sha256"):
+        text_a, text_b = (before / name).read_text(), (after / name).read_text()
+        verdict = "same" if text_a == text_b else "DIFFERENT"
+        sys.stdout.write(f"{name} ({len(text_a.splitlines())} hashes) {verdict}\n")
+        bad += text_a != text_b
     return 1 if bad else 0
 
 
