@@ -65,3 +65,16 @@ def eval_config(args: argparse.Namespace, **extra):
         mask=args.mask,
         **extra,
     )
+
+
+def add_device_flags(p: argparse.ArgumentParser) -> None:
+    """--device and --bf16 of the commands that run a model (restore, serve)."""
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present"
+    )
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast (default: on for GPUs and CPUs with native bf16)",
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rednet.cli.flags import add_level_flags
+from rednet.cli.flags import add_device_flags, add_level_flags
 from rednet.cli.targets import check_targets, existing_paths
 from rednet.infer import native_bf16
 
@@ -43,15 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/rotations (8x slower)")
     p.add_argument("--fast", action="store_true", help="use the task's strided (fast) model")
     p.add_argument("--tile", type=int, help="tile side in pixels (default: 512 for images over 512x512)")
-    p.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present"
-    )
-    p.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="bfloat16 autocast (default: on for GPUs and CPUs with native bf16)",
-    )
+    add_device_flags(p)
     existing = p.add_mutually_exclusive_group()
     existing.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never the inputs)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from rednet.cli.flags import add_device_flags
 from rednet.extras import require
 
 
@@ -31,15 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="restores run at once (default 1)")
     p.add_argument("--threads", type=int, help="PyTorch threads (default: one per core)")
     p.add_argument("--tile", type=int, default=512, help="tile side; progress is per tile (default 512)")
-    p.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present"
-    )
-    p.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="bfloat16 autocast (default: on for GPUs and CPUs with native bf16)",
-    )
+    add_device_flags(p)
     p.add_argument(
         "--allowed-host",
         action="append",
