@@ -438,7 +438,7 @@ def _spot_detector() -> REDNet:
 
 
 def test_find_damage_thresholds_the_damage_model_and_grows_the_mask():
-    from rednet.infer import find_damage
+    from rednet.inpaint import find_damage
 
     x = torch.zeros(1, 3, 9, 11)
     x[0, 0, 4, 5] = 1.0
@@ -451,7 +451,7 @@ def test_find_damage_thresholds_the_damage_model_and_grows_the_mask():
 
 
 def test_flat_colour_keeps_one_colour_strokes_and_drops_texture():
-    from rednet.infer import flat_colour
+    from rednet.inpaint import flat_colour
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 40, 60, generator=g)  # texture: neighbours differ by far more than 8 levels
@@ -470,7 +470,7 @@ def test_flat_colour_keeps_one_colour_strokes_and_drops_texture():
 
 
 def test_find_damage_filters_by_colour_when_given_a_tolerance():
-    from rednet.infer import find_damage
+    from rednet.inpaint import find_damage
 
     x = torch.zeros(1, 3, 9, 11)
     x[0, 0, 4, 5] = 1.0  # one isolated pixel: not a stroke

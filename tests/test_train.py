@@ -485,7 +485,7 @@ def test_an_rgb_model_warm_starts_a_mask_aware_inpainting_run(images, tmp_path):
 
 
 def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_finds(images, tmp_path):
-    from rednet.train import DAMAGE_WEIGHT, damage_loss
+    from rednet.inpaint import DAMAGE_WEIGHT, damage_loss
 
     # A missed damaged pixel costs DAMAGE_WEIGHT times a false alarm of the same confidence.
     missed = damage_loss(torch.tensor([[[[0.1]]]]), torch.tensor([[[[1.0]]]]))

@@ -51,7 +51,7 @@ def test_every_shipped_model_loads_with_its_card_and_restores_its_task_on_a_real
     damaged = corrupt(clean, EvalConfig(task=entry.task, dataset=".", **level), seed=0)
     mask = damaged.mask if model.config.mask_input else None
     if entry.variant == "detect":  # a damage model: what it finds, filled by the mask-aware model
-        from rednet.infer import find_damage
+        from rednet.inpaint import find_damage
 
         mask, model = find_damage(model, damaged.degraded), rednet.load(zoo.detect_and_fill()[1])
     restored = quantize(rednet.restore(model, damaged.degraded, mask=mask))
@@ -281,7 +281,7 @@ def test_default_model_picks_by_task_channels_and_variant(monkeypatch):
 def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text_alone():
     from skimage import data
 
-    from rednet.infer import find_damage
+    from rednet.inpaint import find_damage
     from rednet.overlays import text_over_content_text
 
     photo = as_tensor(data.astronaut()[60:252, 120:312])

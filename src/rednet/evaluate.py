@@ -32,7 +32,7 @@ from torch import Tensor
 
 from rednet import baselines, degrade, io
 from rednet.data import resolve_dataset
-from rednet.infer import DAMAGE_THRESHOLD
+from rednet.inpaint import DAMAGE_THRESHOLD
 from rednet.metrics import psnr, rgb_to_y, ssim
 from rednet.tasks import TASK_NAMES, Corrupted, inpaint_damage, kernel_by_name, parse_mask, task_named
 
@@ -82,7 +82,7 @@ class EvalConfig:
         detector: method "rednet", task "inpaint": a damage model (e.g. "inpaint-detect") whose mask the
             mask-aware ``model`` fills, instead of the true mask: blind inpainting in two steps.
         damage_threshold, damage_grow, damage_tolerance: with ``detector``: see
-            :func:`rednet.infer.find_damage` (``damage_tolerance`` in 8-bit levels; None = no colour
+            :func:`rednet.inpaint.find_damage` (``damage_tolerance`` in 8-bit levels; None = no colour
             filter).
         damage_ensemble: with ``detector``: average its probabilities over the 8 flips/rotations.
     """
@@ -190,7 +190,8 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
 
 def rednet_method(config: EvalConfig) -> Method:
     """The "rednet" method: the configured model (loaded once) through :func:`rednet.infer.restore`."""
-    from rednet.infer import find_damage, restore
+    from rednet.infer import restore
+    from rednet.inpaint import find_damage
     from rednet.zoo import load
 
     model = load(str(config.model))

@@ -29,11 +29,8 @@ from rednet.metrics import rgb_to_ycbcr, ycbcr_to_rgb
 from rednet.model import REDNet, receptive_field
 
 __all__ = [
-    "DAMAGE_THRESHOLD",
     "DIHEDRAL",
     "auto_tile",
-    "find_damage",
-    "flat_colour",
     "margin_for",
     "native_bf16",
     "restore",
@@ -314,90 +311,3 @@ def restore(
     finally:
         model.train(was_training)
     return out.float().clamp_(0, 1).to(x.device)
-
-
-def flat_colour(
-    damaged: Tensor, x: Tensor, tolerance: float, *, neighbours: int = 2, reach: int = 3
-) -> Tensor:
-    """Keep the found damage painted in one colour: overlaid text and scratches are flat, texture is not.
-
-    Two neighbouring pixels (8-connected) *match* where both are damaged and differ by at most
-    ``tolerance`` in every channel. A damaged pixel is kept where it matches at least ``neighbours`` of its
-    8 neighbours (the inside of a stroke), then, ``reach`` times, where it matches a kept pixel (the ends
-    and corners of strokes). The rest, the specks a damage model finds in fur, foliage or grain, becomes
-    known.
-
-    Args:
-        damaged: (N, 1, H, W) float32, 1 = damaged.
-        x: (N, C, H, W) float32 in [0, 1], the damaged image.
-        tolerance: the largest colour difference inside one stroke, on the [0, 1] scale (8/255 keeps
-            the strokes of a JPEG saved at quality 90 or more).
-        neighbours: matching neighbours a pixel needs to be kept at first, 1-8.
-        reach: how many pixels the kept strokes then extend along matching pixels.
-
-    Returns:
-        (N, 1, H, W) float32, 1 = damaged, a subset of ``damaged``.
-    """
-    h, w = x.shape[-2:]
-    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
-    shifts = [(dy, dx) for dy in (0, 1, 2) for dx in (0, 1, 2) if (dy, dx) != (1, 1)]
-    dp = torch.nn.functional.pad(damaged, (1, 1, 1, 1))
-    match = [  # (N, 1, H, W) per neighbour: both damaged, same colour
-        damaged
-        * dp[..., dy : dy + h, dx : dx + w]
-        * ((xp[..., dy : dy + h, dx : dx + w] - x).abs().amax(dim=1, keepdim=True) <= tolerance)
-        for dy, dx in shifts
-    ]
-    kept = (sum(match) >= neighbours).float()
-    for _ in range(reach):
-        kp = torch.nn.functional.pad(kept, (1, 1, 1, 1))
-        for m, (dy, dx) in zip(match, shifts, strict=True):
-            kept = torch.maximum(kept, m * kp[..., dy : dy + h, dx : dx + w])
-    return kept
-
-
-DAMAGE_THRESHOLD = 0.55
-"""Default probability above which a damage model's pixel counts as damaged: for the shipped
-``inpaint-detect``, the best mean of the validation text and decoys PSNR of 0.45, 0.55 and 0.65
-(docs/training.md)."""
-
-
-def find_damage(
-    detector: REDNet,
-    x: Tensor,
-    *,
-    threshold: float = DAMAGE_THRESHOLD,
-    grow: int = 0,
-    tolerance: float | None = None,
-    ensemble: bool = True,
-    **options: object,
-) -> Tensor:
-    """The mask of what a damage model (``config.output == "damage"``) finds damaged in ``x``: the input of
-    a mask-aware inpainting model, for blind inpainting in two steps.
-
-    Args:
-        detector: a damage model.
-        x: (N, C, H, W) float32 in [0, 1].
-        threshold: a pixel is damaged where the probability is above this (:data:`DAMAGE_THRESHOLD`).
-        tolerance: if given, keep only damage painted in one colour, to this tolerance on the [0, 1]
-            scale (:func:`flat_colour`), before growing. Off by default: on the validation images it
-            dropped more false alarms than text but cost more than it gained (docs/training.md).
-        grow: also mark the pixels within this many pixels of a damaged one (the soft edges of text).
-        ensemble: average the probabilities over the 8 flips/rotations (the default: +0.09 dB on the
-            validation images for twice the time of the whole two-step restore, docs/training.md).
-        options: passed to :func:`restore` (tile, bf16, ...).
-
-    Returns:
-        (N, 1, H, W) float32, 1 = pixel known, 0 = pixel to fill, on ``x``'s device.
-    """
-    if detector.config.output != "damage":
-        raise ValueError(
-            "this model restores images; finding damage needs a damage model (e.g. inpaint-detect)"
-        )
-    probability = restore(detector, x, ensemble=ensemble, **options)  # type: ignore[arg-type]
-    damaged = (probability > threshold).float()
-    if tolerance is not None:
-        damaged = flat_colour(damaged, x.to(damaged.device, torch.float32), tolerance)
-    if grow > 0:
-        damaged = torch.nn.functional.max_pool2d(damaged, 2 * grow + 1, stride=1, padding=grow)
-    return 1 - damaged

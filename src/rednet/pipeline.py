@@ -17,7 +17,8 @@ from typing import Any
 from torch import Tensor
 
 from rednet import zoo
-from rednet.infer import find_damage, restore
+from rednet.infer import restore
+from rednet.inpaint import find_damage
 from rednet.io import ImageInfo
 from rednet.model import REDNet
 from rednet.tasks import Task

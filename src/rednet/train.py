@@ -35,6 +35,7 @@ from torch import Tensor
 from rednet.data import PatchDataset, data_root, load_training_images
 from rednet.device_patches import DevicePatches
 from rednet.infer import native_bf16
+from rednet.inpaint import damage_loss
 from rednet.io import replace_atomically
 from rednet.model import REDNet, convert_channels
 from rednet.tasks import task_named
@@ -43,9 +44,6 @@ from rednet.train_config import TrainConfig
 __all__ = ["hardware", "load_checkpoint", "train"]
 
 log = logging.getLogger(__name__)
-
-DAMAGE_WEIGHT = 4.0
-"""Weight of the damaged pixels in a damage model's cross-entropy (the intact ones weigh 1)."""
 
 # ---------------------------------------------------------------------------------------------------------
 
@@ -169,13 +167,6 @@ def _load_model_state(model: REDNet, state: dict[str, Tensor], source: str) -> N
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
-def damage_loss(probability: Tensor, damaged: Tensor) -> Tensor:
-    """A damage model's loss: cross-entropy of (N, 1, H, W) probabilities against the true damage (1 =
-    damaged), the damaged pixels weighted by :data:`DAMAGE_WEIGHT`."""
-    weight = 1 + (DAMAGE_WEIGHT - 1) * damaged
-    return F.binary_cross_entropy(probability.clamp(1e-6, 1 - 1e-6), damaged, weight=weight)
-
-
 def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> dict[str, float]:
     from rednet.evaluate import EvalConfig, evaluate
 
@@ -201,7 +192,8 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
     )
 
     if config.output == "damage":
-        from rednet.infer import find_damage, restore
+        from rednet.infer import restore
+        from rednet.inpaint import find_damage
         from rednet.zoo import load
 
         filler = load("inpaint-mask", device=device)

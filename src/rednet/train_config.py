@@ -38,8 +38,8 @@ class TrainConfig:
         mask_input: the model also takes the mask as a 4th input channel (inpaint only).
         output: "image" (a restoring model) or "damage" (inpaint only): the model learns where the damage is,
             (N, 1, H, W) probabilities, by binary cross-entropy against the true mask, damaged pixels
-            weighted by ``DAMAGE_WEIGHT`` (a missed pixel of text costs more than one filled needlessly); it
-            is validated by the PSNR of its mask filled by the shipped ``inpaint-mask``.
+            weighted by ``rednet.inpaint.DAMAGE_WEIGHT`` (a missed pixel of text costs more than one filled
+            needlessly); it is validated by the PSNR of its mask filled by the shipped ``inpaint-mask``.
         channel: "gray", "y" (BT.601 luminance) or "rgb"; sets the model's channels.
         data: training folders, comma-separated: paths, or names relative to the data root.
         data_root: where ``data`` and the validation set live; None = ``rednet.data.data_root()``.

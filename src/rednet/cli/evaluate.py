@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rednet.cli.flags import add_level_flags, eval_config
-from rednet.infer import DAMAGE_THRESHOLD
+from rednet.inpaint import DAMAGE_THRESHOLD
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
