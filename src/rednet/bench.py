@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from rednet.infer import native_bf16
+from rednet.devices import choose_device, native_bf16
 from rednet.model import REDNet, REDNetConfig
 
 __all__ = [
@@ -133,12 +133,6 @@ def paired_rounds(
     return Rounds(times, peaks), out
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but no CUDA device is available")
-    return torch.device(name)
-
-
 def _training_step(
     config: REDNetConfig,
     dev: torch.device,
@@ -186,7 +180,7 @@ def bench_train(
 ) -> dict[str, Any]:
     """Training throughput of one configuration, the matmul peak, and the data pipeline's own rate.
 
-    ``dtype`` "auto" is bf16 where it is native (:func:`rednet.infer.native_bf16`), else fp32; the result
+    ``dtype`` "auto" is bf16 where it is native (:func:`rednet.devices.native_bf16`), else fp32; the result
     names the one measured.
 
     Training steps and matmul peaks (``peak_size``-cubed products, ``peak_seconds`` each) alternate for at
@@ -208,7 +202,7 @@ def bench_train(
         raise ValueError(f"model must be one of {', '.join(DEPTHS)}, got {model!r}")
     if dtype not in ("auto", "bf16", "fp32"):
         raise ValueError(f"dtype must be auto, bf16 or fp32, got {dtype!r}")
-    dev = _device(device)
+    dev = choose_device(device)
     if dtype == "auto":
         dtype = "bf16" if native_bf16(dev) else "fp32"
     config = REDNetConfig(depth=DEPTHS[model], width=width, channels=channels)
@@ -281,7 +275,7 @@ def bench_device_patches(
     from rednet.data import Levels
     from rednet.device_patches import DevicePatches
 
-    dev = _device(device)
+    dev = choose_device(device)
     make = DevicePatches(
         _sample_photos(channels),
         Levels.parse("0-75"),

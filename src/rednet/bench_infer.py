@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rednet.bench import DEPTHS, _device, macs_per_pixel, matmul_peak, paired_rounds
+from rednet.bench import DEPTHS, macs_per_pixel, matmul_peak, paired_rounds
+from rednet.devices import choose_device
 from rednet.infer import auto_tile, margin_for, restore
 from rednet.metrics import psnr
 from rednet.model import REDNet, REDNetConfig
@@ -344,7 +345,7 @@ def bench_infer(
         raise ValueError(f"unknown variant {unknown[0]!r}; choose from {', '.join(INFER_VARIANTS)}")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    dev = _device(device)
+    dev = choose_device(device)
     base_net = _base_net(model, width, channels, weights)
     config = base_net.config
     nets = {config: base_net}

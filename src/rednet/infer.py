@@ -32,7 +32,6 @@ __all__ = [
     "DIHEDRAL",
     "auto_tile",
     "margin_for",
-    "native_bf16",
     "restore",
     "reuse_freed_memory",
     "self_ensemble",
@@ -183,19 +182,6 @@ def reuse_freed_memory(limit: int = 1 << 30) -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, 2 * limit))
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 is fast on ``device``: any CUDA GPU, or a CPU whose oneDNN has bf16 kernels
-    (AVX-512 or AMX on x86, BF16 on Arm).
-
-    Elsewhere (an AVX2-only laptop, say) bf16 is emulated: on a 2-core AVX2 EPYC, ``rednet bench train``
-    timed RED30 training at 0.44 patches/s in bf16 autocast against 5.50 in fp32. The defaults of
-    ``rednet restore``, ``rednet serve``, ``train`` and ``bench_train`` follow this.
-    """
-    if device.type == "cuda":
-        return True
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _model_fn(model: REDNet, *, bf16: bool, channels_last: bool) -> Fn:

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from rednet.data import PatchDataset, data_root, load_training_images
 from rednet.device_patches import DevicePatches
-from rednet.infer import native_bf16
+from rednet.devices import choose_device, native_bf16
 from rednet.inpaint import damage_loss
 from rednet.io import replace_atomically
 from rednet.model import REDNet, convert_channels
@@ -65,14 +65,6 @@ def _init_distributed(device: torch.device) -> _Dist:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _device(config: TrainConfig) -> torch.device:
-    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("device=cuda but no CUDA device is available")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 def hardware(device: torch.device, world: int = 1) -> str:
@@ -503,7 +495,7 @@ def train(
     checkpoint = load_checkpoint(run_dir / "last.pt") if resume else None
     if checkpoint is not None:
         config = _resumed_config(config, checkpoint)
-    device = _device(config)
+    device = choose_device(config.device)
     if config.dtype == "auto":
         config = replace(config, dtype="bf16" if native_bf16(device) else "fp32")
     ddp = _init_distributed(device)

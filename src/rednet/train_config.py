@@ -60,7 +60,7 @@ class TrainConfig:
         clip_grad: gradient-norm clipping threshold; 0 = off.
         loss: "l2" (the paper's MSE) or "l1".
         dtype: "bf16" (autocast, CPU or GPU), "fp32", or "auto": bf16 where it is fast (a GPU, a CPU with
-            AVX-512 or AMX: ``rednet.infer.native_bf16``), else fp32; the run folder stores the choice.
+            AVX-512 or AMX: ``rednet.devices.native_bf16``), else fp32; the run folder stores the choice.
         channels_last: use the channels-last memory format (faster on CPU with oneDNN, and with bf16).
         compile: ``torch.compile`` the model.
         val_set: benchmark name or folder for validation; "" = no validation.

@@ -15,7 +15,7 @@ import torch
 
 from rednet.cli.flags import add_device_flags, add_level_flags
 from rednet.cli.targets import check_targets, existing_paths
-from rednet.infer import native_bf16
+from rednet.devices import choose_device, use_bf16
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -221,14 +221,10 @@ def _choose_device(args: argparse.Namespace, world: int) -> tuple[torch.device, 
     """(device, bf16); with several processes, also joins their process group."""
     import torch.distributed as dist
 
-    want_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = (
-        torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if want_cuda else torch.device("cpu")
-    )
+    device = choose_device(args.device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
-    bf16 = native_bf16(device) if args.bf16 is None else args.bf16
-    return device, bf16
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device, use_bf16(device, args.bf16)
 
 
 def _restore_files(

@@ -24,7 +24,7 @@ from fastapi import HTTPException
 from torch import Tensor
 
 from rednet import degrade, io, pipeline, zoo
-from rednet.infer import native_bf16
+from rednet.devices import choose_device, use_bf16
 from rednet.tasks import task_named
 from rednet.web.settings import _OUTPUT_TYPES, ServeSettings
 
@@ -122,9 +122,8 @@ class Service:
         self._durations: deque[float] = deque(maxlen=20)
         self._temp: Path | None = None
         self._demo: bytes | None = None
-        want_cuda = settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available())
-        self.device = torch.device("cuda" if want_cuda else "cpu")
-        self.bf16 = native_bf16(self.device) if settings.bf16 is None else settings.bf16
+        self.device = choose_device(settings.device)
+        self.bf16 = use_bf16(self.device, settings.bf16)
 
     # -- queue ---------------------------------------------------------------------------------------
 
