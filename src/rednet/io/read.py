@@ -80,12 +80,8 @@ def read_image(
     _check_readable(path, name)
     try:
         fp = open(path, "rb")  # noqa: SIM115 - closed below, after Pillow and OpenCV are done
-    except FileNotFoundError:
-        raise ImageError(f"{name}: file not found") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
     except OSError as e:
-        raise ImageError(f"{name}: cannot read file ({_one_line(e.strerror or e)})") from None
+        raise _unreadable(name, e) from None
     # Pillow warns ("Corrupt EXIF data", "Tag data larger than file") while reading headers and EXIF too,
     # not only while decoding: every warning of the read goes to the debug log.
     with fp, warnings.catch_warnings(record=True) as caught:
@@ -133,16 +129,21 @@ def read_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None)
     return (x < 0.5).to(torch.float32)
 
 
+def _unreadable(name: str, e: OSError) -> ImageError:
+    """The one-line error for a file that cannot be opened or looked at."""
+    if isinstance(e, FileNotFoundError):
+        return ImageError(f"{name}: file not found")
+    if isinstance(e, PermissionError):
+        return ImageError(f"{name}: permission denied")
+    return ImageError(f"{name}: cannot read file ({_one_line(e.strerror or e)})")
+
+
 def _check_readable(path: Path, name: str) -> None:
     """Raise ImageError unless ``path`` is a non-empty regular file."""
     try:
         st = path.stat()
-    except FileNotFoundError:
-        raise ImageError(f"{name}: file not found") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
     except OSError as e:
-        raise ImageError(f"{name}: cannot read file ({_one_line(e.strerror or e)})") from None
+        raise _unreadable(name, e) from None
     if stat.S_ISDIR(st.st_mode):
         raise ImageError(f"{name}: is a directory, not an image file")
     if not stat.S_ISREG(st.st_mode):
