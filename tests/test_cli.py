@@ -351,6 +351,16 @@ def test_eval_save_writes_each_restored_image_and_jobs_give_the_same_scores(tmp_
     assert [r["psnr"] for r in parallel["images"]] == [r["psnr"] for r in serial["images"]]  # same seeds
 
 
+def test_eval_save_refuses_two_test_images_that_would_share_an_output_name(tmp_path, capsys):
+    images = tmp_path / "set"
+    images.mkdir()
+    Image.fromarray(data.camera()[:32, :32]).save(images / "a.png")
+    Image.fromarray(data.moon()[:32, :32]).save(images / "a.bmp")
+    argv = ["eval", "--task", "jpeg", "--quality", "10", "--dataset", str(images), "--method", "identity"]
+    assert main([*argv, "--save", str(tmp_path / "out")]) == 1
+    assert "a.png" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_eval_save_never_writes_over_a_test_image(tmp_path, capsys):
     Image.fromarray(data.camera()[:32, :32]).save(tmp_path / "a.png")
     before = (tmp_path / "a.png").read_bytes()

@@ -333,7 +333,8 @@ def evaluate(
         skipped.
 
     Raises:
-        ValueError: if no image at all could be evaluated, or ``jobs`` is below 1 or given with ``method``.
+        ValueError: if no image at all could be evaluated, ``jobs`` is below 1 or given with ``method``, or
+            two images of the set share a name before the suffix while ``save`` is given.
     """
     if jobs < 1 or (jobs > 1 and method is not None):
         raise ValueError(f"jobs must be >= 1 (and 1 with a method function), got {jobs}")
@@ -344,6 +345,10 @@ def evaluate(
         color = io.read_image(files[0])[0].shape[1] == 3
     channel = config.resolved_channel(color)
     folder, indexed = None if save is None else Path(save), list(enumerate(files))
+    if folder is not None:
+        stems = [f.stem for f in files]
+        if twice := sorted({stem for stem in stems if stems.count(stem) > 1}):
+            raise ValueError(f"--save: two test images would both be saved as {folder / twice[0]}.png")
     if jobs > 1:
         jobs = min(jobs, len(files))
         rows, failed = _score_in_processes(config, indexed, channel, jobs, save=folder, protect=tuple(files))
