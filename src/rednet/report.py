@@ -166,7 +166,8 @@ def run_denoise_report(
         # The model for the set's channels only: a gray model on a colour set would leave the chroma noise.
         # (A task-name test: this report is the denoising one, and picks among the shipped denoisers.)
         model_name = next(
-            (n for n, e in WEIGHTS.items() if e.task == "denoise" and e.channels == channels), None
+            (n for n, e in WEIGHTS.items() if e.task == "denoise" and e.channels == channels and not e.fast),
+            None,
         )
         for method in report.methods:
             if method.startswith("rednet") and model_name is None:

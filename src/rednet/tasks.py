@@ -213,6 +213,8 @@ class Task:
         restore_level: the level ``rednet restore`` and the web API take.
         level_recorded_only: the shipped models are blind: a restore's level is only recorded.
         notes: what the protocol records about its input (``evaluate``'s ``protocol``), beyond the common.
+        table_levels: the levels of the published tables (and of ``rednet report fast``); () when its
+            levels are named settings (a kernel, a damage).
     """
 
     name: str
@@ -230,6 +232,7 @@ class Task:
     margin: int = 16
     level_recorded_only: bool = False
     notes: tuple[tuple[str, str], ...] = ()
+    table_levels: tuple[int, ...] = ()
 
     def degrade(self, clean: Tensor, level: Any, *, generator: np.random.Generator) -> Corrupted:
         """Degrade one clean image (1, C, H, W) in [0, 1] at ``level`` (see :meth:`level_of`): the
@@ -302,6 +305,7 @@ _TASKS = (
         restore_level=RestoreLevel("sigma", "noise std, 0-255 scale", low=0, high=255),
         margin=0,
         level_recorded_only=True,
+        table_levels=(15, 25, 50),
     ),
     Task(
         "sr",
@@ -315,6 +319,7 @@ _TASKS = (
         enlarges=True,
         integer_levels=True,
         notes=(("sr_input", "MATLAB-compatible bicubic down (LR rounded to 8 bits), then bicubic up"),),
+        table_levels=(2, 3, 4),
     ),
     Task(
         "jpeg",
@@ -328,6 +333,7 @@ _TASKS = (
         integer_levels=True,
         level_recorded_only=True,
         notes=(("jpeg_codec", "Pillow (libjpeg) at the given quality"),),
+        table_levels=(10, 20, 30, 40),
     ),
     Task(
         "deblur",

@@ -182,8 +182,10 @@ def card_summary(card: dict[str, Any]) -> str:
             f"{total.get('steps', card.get('steps', '?'))} steps, "
             f"{total.get('patches_seen', card.get('patches_seen', '?'))} patches of {folders}"
         )
+    stride = f", stride {arch['stride']}" if arch.get("stride", 1) > 1 else ""
     return (
-        f"RED{arch.get('depth', '?')} width {arch.get('width', '?')}, {card.get('channel', '?')}, {levels}; "
+        f"RED{arch.get('depth', '?')} width {arch.get('width', '?')}{stride}, {card.get('channel', '?')}, "
+        f"{levels}; "
         f"{training}; "
         f"validation {best:.2f} dB on {str(val.get('set', '?')).split('datasets/')[-1]} at {val.get('level')}"
     )
