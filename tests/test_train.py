@@ -75,11 +75,11 @@ def test_levels_parse_ranges_and_lists():
         Corruption("denoise", Levels.parse("0-75")),
         Corruption("sr", Levels.parse("2,3,4")),
         Corruption("jpeg", Levels.parse("5-95")),
-        Corruption("deblur", Levels.parse("0-2.55"), "disk"),
-        Corruption("inpaint", Levels(values=(0.0,)), "text"),
-        Corruption("inpaint", Levels.parse("0.3-0.8"), "rate"),
+        Corruption("deblur", Levels.parse("0-2.55"), kernel="disk"),
+        Corruption("inpaint", Levels(values=(0.0,)), damage="text"),
+        Corruption("inpaint", Levels.parse("0.3-0.8"), damage="rate"),
     ],
-    ids=lambda c: f"{c.task}-{c.kernel_or_mask}",
+    ids=lambda c: f"{c.task}-{c.kernel or c.damage}",
 )
 def test_patches_are_a_pure_function_of_seed_and_index(images, corruption):
     ds = PatchDataset(load_training_images([images], "rgb"), [corruption], patch_size=32, seed=3)
@@ -447,7 +447,7 @@ def test_sigterm_stops_the_run_after_writing_a_checkpoint(images, tmp_path):
 
 def test_inpainting_patches_mix_the_damages_and_carry_the_mask_for_a_mask_aware_model(images):
     config = tiny(images, task="inpaint", mask="strokes+0.5-0.8", mask_input=True, channel="rgb")
-    kinds = [c.kernel_or_mask for c in config.corruptions()]
+    kinds = [c.damage for c in config.corruptions()]
     assert kinds == ["strokes", "rate"] and all(c.with_mask for c in config.corruptions())
     dataset = PatchDataset(load_training_images([images], "rgb"), config.corruptions(), patch_size=24)
     for i in range(6):
@@ -506,7 +506,7 @@ def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_find
 
 def test_decoy_patches_keep_the_images_own_text_in_the_target_and_mark_only_the_overlay(images):
     config = tiny(images, task="inpaint", mask="text+decoys", output="damage", channel="rgb")
-    assert [c.kernel_or_mask for c in config.corruptions()] == ["text", "decoys"]
+    assert [c.damage for c in config.corruptions()] == ["text", "decoys"]
     decoys = config.corruptions()[1]
     region = load_training_images([images], "rgb")[0][None, :, :64, :64].float() / 255
     clean, degraded = decoys.apply(region, np.random.default_rng(0))

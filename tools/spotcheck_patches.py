@@ -16,13 +16,13 @@ CORRUPTIONS = [
     Corruption("denoise", Levels.parse("0-75")),
     Corruption("sr", Levels.parse("2,3,4")),
     Corruption("jpeg", Levels.parse("5-95")),
-    Corruption("deblur", Levels.parse("0-2.55"), "gaussian"),
-    Corruption("deblur", Levels.parse("0-2.55"), "disk"),
-    Corruption("deblur", Levels.parse("0-2.55"), "gaussian-family", Levels.parse("0.5-3")),
-    Corruption("inpaint", Levels(values=(0.0,)), "text"),
-    Corruption("inpaint", Levels(values=(0.0,)), "strokes", with_mask=True),
-    Corruption("inpaint", Levels(values=(0.0,)), "decoys"),
-    Corruption("inpaint", Levels.parse("0-0.8"), "rate", with_mask=True),
+    Corruption("deblur", Levels.parse("0-2.55"), kernel="gaussian"),
+    Corruption("deblur", Levels.parse("0-2.55"), kernel="disk"),
+    Corruption("deblur", Levels.parse("0-2.55"), kernel="gaussian-family", blur_sigma=Levels.parse("0.5-3")),
+    Corruption("inpaint", Levels(values=(0.0,)), damage="text"),
+    Corruption("inpaint", Levels(values=(0.0,)), damage="strokes", with_mask=True),
+    Corruption("inpaint", Levels(values=(0.0,)), damage="decoys"),
+    Corruption("inpaint", Levels.parse("0-0.8"), damage="rate", with_mask=True),
 ]
 
 
@@ -34,7 +34,7 @@ def main() -> int:
         for index in range(12):
             degraded, clean = dataset[index]
             digest.update(degraded.numpy().tobytes() + clean.numpy().tobytes())
-        name = f"{corruption.task}:{corruption.kernel_or_mask}:{corruption.with_mask}"
+        name = f"{corruption.task}:{corruption.kernel or corruption.damage}:{corruption.with_mask}"
         sys.stdout.write(f"{name} {digest.hexdigest()}\n")
     return 0
 

@@ -295,15 +295,19 @@ def bench_data(*, task: str = "denoise", channels: int = 1, patch_size: int = 50
     Uses scikit-image's sample photographs as the clean images, so it needs no data folder.
     """
     from rednet.data import Corruption, Levels, PatchDataset
+    from rednet.tasks import task_named
 
     levels = {"denoise": "0-75", "sr": "2,3,4", "jpeg": "5-95", "deblur": "0-2.55", "inpaint": "0.3-0.8"}
     if task not in levels:
         raise ValueError(f"task must be one of {', '.join(levels)}, got {task!r}")
-    extra = {"deblur": "gaussian", "inpaint": "rate"}.get(task, "")
-    images = _sample_photos(channels)
-    dataset = PatchDataset(
-        images, [Corruption(task, Levels.parse(levels[task]), extra)], patch_size=patch_size
+    kind = task_named(task)
+    corruption = Corruption(
+        task,
+        Levels.parse(levels[task]),
+        kernel="gaussian" if kind.uses_kernel else "",
+        damage="rate" if kind.masks else "",
     )
+    dataset = PatchDataset(_sample_photos(channels), [corruption], patch_size=patch_size)
     start = time.perf_counter()
     for i in range(count):
         dataset[i]

@@ -181,18 +181,20 @@ class Corruption:
         task: "denoise", "sr", "jpeg", "deblur" or "inpaint".
         levels: sigma (denoise, 0-255 scale), scale (sr), quality (jpeg), added noise sigma (deblur) or
             pixel-loss rate (inpaint "rate").
-        kernel_or_mask: deblur kernel: "gaussian", "disk" or "gaussian-family" (a Gaussian 25 x 25 whose
-            sigma is drawn from ``blur_sigma``); inpaint damage: "text" (the test's white/black text),
-            "strokes" (text and scratches in random colours), "decoys" (the test's text over an image
-            given text and clipped areas of its own, which belong to the clean image) or "rate" (random
-            pixel loss).
+        kernel: deblur: the blur kernel's name, "gaussian", "disk" or "gaussian-family" (a Gaussian
+            25 x 25 whose sigma is drawn from ``blur_sigma``); "" for the other tasks.
+        damage: inpaint: the kind of damage, "text" (the test's white/black text), "strokes" (text and
+            scratches in random colours), "decoys" (the test's text over an image given text and clipped
+            areas of its own, which belong to the clean image) or "rate" (random pixel loss at a rate
+            drawn from ``levels``); "" for the other tasks.
         blur_sigma: the range of the "gaussian-family" kernel's sigma, in pixels.
         with_mask: append the mask (1 = kept) to the degraded patch as one more channel (inpaint).
     """
 
     task: str
     levels: Levels
-    kernel_or_mask: str = ""
+    kernel: str = ""
+    damage: str = ""
     blur_sigma: Levels = Levels(0.5, 3.0)
     with_mask: bool = False
 
@@ -207,14 +209,13 @@ class Corruption:
         drawn pixel-loss rate)."""
         task = task_named(self.task)
         if task.uses_kernel:
-            if self.kernel_or_mask == "gaussian-family":
+            if self.kernel == "gaussian-family":
                 kernel = degrade.gaussian_kernel(25, self.blur_sigma.draw(rng))
             else:
-                kernel = kernel_by_name(self.kernel_or_mask)
+                kernel = kernel_by_name(self.kernel)
             return Blur(kernel, self.levels.draw(rng))
         if task.masks:
-            kind = self.kernel_or_mask
-            return kind if kind in ("text", "decoys", "strokes") else self.levels.draw(rng)
+            return self.damage if self.damage in ("text", "decoys", "strokes") else self.levels.draw(rng)
         if task.integer_levels:
             return int(self.levels.draw(rng, integer=True))
         return self.levels.draw(rng)

@@ -162,13 +162,16 @@ class TrainConfig:
                     kind = kind.strip()
                     with_mask = self.mask_input or self.output == "damage"  # an input, or the target
                     if kind in ("text", "strokes", "decoys"):
-                        out.append(Corruption(task, Levels(values=(0.0,)), kind, with_mask=with_mask))
+                        levels = Levels(values=(0.0,))
+                        out.append(Corruption(task, levels, damage=kind, with_mask=with_mask))
                     else:
-                        out.append(Corruption(task, Levels.parse(kind), "rate", with_mask=with_mask))
+                        levels = Levels.parse(kind)
+                        out.append(Corruption(task, levels, damage="rate", with_mask=with_mask))
             else:
                 spec = getattr(self, LEVEL_FIELD[task])
                 kernel = self.kernel if task_named(task).uses_kernel else ""
-                out.append(Corruption(task, Levels.parse(spec), kernel, Levels.parse(self.blur_sigma)))
+                blur = Levels.parse(self.blur_sigma)
+                out.append(Corruption(task, Levels.parse(spec), kernel=kernel, blur_sigma=blur))
         return out
 
     def model_config(self) -> REDNetConfig:
