@@ -59,7 +59,7 @@ def test_serve_calls_the_pipeline(calls) -> None:
     _photo().save(buf, "PNG")
     with TestClient(create_app(ServeSettings()), base_url="http://127.0.0.1:8000") as client:
         files = {"image": ("in.png", buf.getvalue(), "application/octet-stream")}
-        response = client.post("/v1/restore", files=files, data={"task": "sr", "level": "2"})
+        response = client.post("/v1/restore", files=files, data={"task": "sr", "scale": "2"})
     assert response.status_code == 200, response.text
     assert calls == ["sr"] and Image.open(_io.BytesIO(response.content)).size == (48, 48)
 

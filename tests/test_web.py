@@ -114,7 +114,10 @@ def test_models_lists_the_shipped_models_with_cards_tasks_and_limits(make_client
         m["card"]["architecture"]["depth"] == 30 or m["name"] == "inpaint-detect" for m in body["models"]
     )
     assert set(body["tasks"]) == {e.task for e in zoo.WEIGHTS.values()}  # only what has a model
-    assert body["tasks"]["denoise"]["models"] == ["denoise-gray", "denoise-color"]
+    full = [n for n in body["tasks"]["denoise"]["models"] if not zoo.WEIGHTS[n].fast]
+    assert full == ["denoise-gray", "denoise-color"]
+    for task, listed in body["tasks"].items():
+        assert listed["fast"] == any(e.fast for e in zoo.WEIGHTS.values() if e.task == task)
     # the mask-aware model needs a mask upload; the damage model is the first step of the default
     assert body["tasks"]["inpaint"]["models"] == ["inpaint"]
     assert body["limits"]["max_pixels"] == 1234 and body["limits"]["max_upload_bytes"] == 5678
@@ -125,13 +128,13 @@ def test_openapi_schema_describes_every_endpoint(client):
     for path in ["/v1/restore", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/result", "/v1/models"]:
         assert path in schema["paths"]
     form = json.dumps(schema["components"])
-    for field in ["image", "task", "level", "model", "ensemble", "fast", "format"]:
+    for field in ["image", "task", "sigma", "scale", "quality", "model", "ensemble", "fast", "format"]:
         assert f'"{field}"' in form
 
 
 def test_restore_denoises_a_gray_upload_with_timing_headers_and_a_safe_name(client):
     clean, noisy = noisy_gray(96)
-    response = post(client, png(noisy), name="../../etc/my photo.png", task="denoise", level="25")
+    response = post(client, png(noisy), name="../../etc/my photo.png", task="denoise", sigma="25")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     assert response.headers["content-disposition"] == 'attachment; filename="my_photo-restored.png"'
@@ -272,14 +275,16 @@ def test_error_messages_never_show_server_paths(client):
             {"task": "inpaint", "model": "inpaint-detect"},
             "model inpaint-detect finds damage, it does not restore: leave out the model",
         ),
-        ({"task": "sr"}, "task sr needs level = scale"),
+        ({"task": "sr"}, "task sr needs scale"),
+        ({"task": "denoise", "scale": "2"}, "task denoise takes sigma, not scale: leave out scale"),
+        ({"task": "deblur", "quality": "20"}, "task deblur takes no level, not quality: leave out quality"),
         (
             {"task": "denoise", "model": "nope"},
             "unknown model 'nope'; this server has: denoise-gray (denoise)",
         ),
-        ({"task": "denoise", "fast": "true"}, "no fast model for task 'denoise'"),
-        ({"task": "denoise", "level": "300"}, "sigma must be 0-255, got 300"),
-        ({"task": "denoise", "level": "nan"}, "level must be a finite number"),
+        ({"task": "jpeg", "fast": "true"}, "no fast model for task 'jpeg'"),
+        ({"task": "denoise", "sigma": "300"}, "sigma must be 0-255, got 300"),
+        ({"task": "denoise", "sigma": "nan"}, "sigma must be a finite number"),
         ({"task": "denoise", "format": "gif"}, "Input should be 'png' or 'input'"),
     ],
 )
@@ -293,15 +298,15 @@ def test_bad_task_model_or_level_is_422_with_what_is_available(client, fields, m
 def test_a_task_without_a_shipped_model_is_422_naming_what_the_server_has(client, monkeypatch):
     shipped = {n: e for n, e in zoo.WEIGHTS.items() if e.task != "deblur"}
     monkeypatch.setattr(zoo, "WEIGHTS", shipped)
-    response = post(client, SMALL, task="deblur", level="2")
+    response = post(client, SMALL, task="deblur")
     assert response.status_code == 422
     assert response.json()["detail"].startswith(
         "no shipped model for task 'deblur' yet; this server has: denoise-gray (denoise)"
     )
 
 
-def test_sr_through_the_api_enlarges_by_the_level_with_the_shipped_model(client):
-    response = post(client, SMALL, task="sr", level="3")
+def test_sr_through_the_api_enlarges_by_its_scale_with_the_shipped_model(client):
+    response = post(client, SMALL, task="sr", scale="3")
     assert response.status_code == 200
     assert Image.open(_io.BytesIO(response.content)).size == (96, 96)
 
@@ -392,6 +397,16 @@ def test_jobs_report_tile_progress_and_give_the_result(make_client):
     assert preview.status_code == 200 and np.array_equal(decode(preview.content), noisy)
     assert client.get(f"/v1/jobs/{'0' * 32}").status_code == 404
     assert client.get("/v1/jobs/0123").status_code == 422  # not a job id: 32 hex digits
+
+
+def test_a_job_gives_its_level_by_the_tasks_own_name(client):
+    for task, fields, shown in [("sr", {"scale": "2"}, {"scale": 2}), ("denoise", {}, {"sigma": None})]:
+        job = wait_for(
+            client, post(client, SMALL, path="/v1/jobs", task=task, **fields).json()["id"], ("done",)
+        )
+        assert {k: job[k] for k in shown} == shown and "level" not in job
+    job = wait_for(client, post(client, SMALL, path="/v1/jobs", task="inpaint").json()["id"], ("done",))
+    assert not {"level", "sigma", "scale", "quality"} & set(job)  # inpainting takes no level
 
 
 def test_full_queue_answers_503_with_retry_after_and_pages_stay_responsive(make_client, monkeypatch):
@@ -611,7 +626,7 @@ def test_a_422_echoes_at_most_200_characters_of_a_1_mb_field(client, field):
     assert "x" * 201 not in detail
 
 
-@pytest.mark.parametrize("field", ["task", "format", "level", "model", "ensemble"])
+@pytest.mark.parametrize("field", ["task", "format", "sigma", "model", "ensemble"])
 def test_an_empty_form_field_is_422_not_its_default(client, field):
     response = post(client, SMALL, **{field: ""})
     assert response.status_code == 422

@@ -148,6 +148,25 @@ def test_page_restores_an_upload_shows_before_after_and_downloads_the_result(bro
     page.close()
 
 
+def test_page_sends_the_tasks_own_level_field_and_sr_enlarges_by_it(browser, server, tmp_path):
+    from playwright import sync_api
+
+    upload = tmp_path / "small.png"
+    Image.fromarray(data.camera()[160:224, 180:244]).save(upload)  # 64 x 64 gray
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.wait_for_selector("#task option[value=sr]", state="attached")
+    page.select_option("#task", "sr")
+    assert page.inner_text("#level-name").startswith("scale") and page.input_value("#level") == "2"
+    page.fill("#level", "3")
+    page.set_input_files("#file", str(upload))
+    page.click("#restore")
+    sync_api.expect(page.locator("#message")).to_have_text(re.compile("^done"), timeout=90_000)
+    assert page.locator("#error").is_hidden(), page.inner_text("#error")
+    assert page.evaluate("[$('after').naturalWidth, $('after').naturalHeight]") == [192, 192]
+    page.close()
+
+
 def test_page_shows_the_servers_message_for_a_bad_upload(browser, server, tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("not an image\n" * 20)

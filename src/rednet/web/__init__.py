@@ -4,8 +4,9 @@ The app (FastAPI, served by uvicorn) is made by :func:`create_app` from a :class
 
 * ``GET /`` the page (``static/index.html``: pick, drop or paste an image, restore it, compare before and
   after with a slider and a zoomed crop, download the result; a demo button restores a built-in sample).
-* ``POST /v1/restore`` multipart ``image`` + ``task``, ``level``, ``model``, ``ensemble``, ``fast``,
-  ``format`` -> the restored image (PNG, or the input's format) with ``Server-Timing`` headers.
+* ``POST /v1/restore`` multipart ``image`` + ``task``, the task's own level (``sigma``, ``scale`` or
+  ``quality``), ``model``, ``ensemble``, ``fast``, ``format`` -> the restored image (PNG, or the input's
+  format) with ``Server-Timing`` headers.
 * ``POST /v1/jobs`` the same fields -> ``{"id": ...}`` at once (202); ``GET /v1/jobs/{id}`` its state and
   tile progress; ``GET /v1/jobs/{id}/result`` the image; ``GET /v1/jobs/{id}/input`` a PNG preview of what
   the model saw (with ``preview=true``); ``DELETE /v1/jobs/{id}`` cancels it.

@@ -19,7 +19,7 @@ class RestoreForm:
 
     image: UploadFile
     task: str
-    level: float | None
+    level: float | None  # the value of the task's own level field (sigma, scale or quality), if sent
     model: str | None
     ensemble: bool
     fast: bool
@@ -34,8 +34,15 @@ async def _restore_form(
     request: Request,
     image: Annotated[UploadFile, File(description="the image: PNG, JPEG, TIFF, BMP or WebP (sniffed)")],
     task: Annotated[Task, Form(description="what to restore, as rednet restore --task")] = "denoise",
-    level: Annotated[
-        float | None, Form(description="denoise: sigma 0-255 (recorded); sr: scale 2-4; jpeg: quality")
+    sigma: Annotated[
+        float | None, Form(description="denoise: the noise std, 0-255 scale (recorded: the models are blind)")
+    ] = None,
+    scale: Annotated[
+        float | None, Form(description="sr: the enlargement factor, 2, 3 or 4 (required)")
+    ] = None,
+    quality: Annotated[
+        float | None,
+        Form(description="jpeg: the input's JPEG quality, 1-100 (recorded: the models are blind)"),
     ] = None,
     model: Annotated[
         str | None, Form(description="a shipped model's name (GET /v1/models); default: the task's")
@@ -64,7 +71,14 @@ async def _restore_form(
     if loose:
         name, value = loose[0]
         raise HTTPException(422, f"form field {_shown(name)} is {_shown(value)}; send true or false")
-    return RestoreForm(image, task, level, model, ensemble, fast, format, preview)
+    # each task takes its own level, by its own name (rednet restore's --sigma, --scale, --quality)
+    sent = {"sigma": sigma, "scale": scale, "quality": quality}
+    own = LEVELS[task]["name"]
+    foreign = [name for name, value in sent.items() if value is not None and name != own]
+    if foreign:
+        takes = f"takes {own}" if own else "takes no level"
+        raise HTTPException(422, f"task {task} {takes}, not {foreign[0]}: leave out {foreign[0]}")
+    return RestoreForm(image, task, sent.get(own), model, ensemble, fast, format, preview)
 
 
 def _check_form(form: RestoreForm) -> None:
@@ -94,9 +108,9 @@ def _check_form(form: RestoreForm) -> None:
         raise HTTPException(422, f"no {kind} model for task {form.task!r}; {_available()}")
     spec, level = LEVELS[form.task], form.level
     if level is not None and not math.isfinite(level):
-        raise HTTPException(422, "level must be a finite number")
+        raise HTTPException(422, f"{spec['name']} must be a finite number")
     if spec.get("required") and level is None:
-        raise HTTPException(422, f"task {form.task} needs level = {spec['name']} ({spec['help']})")
+        raise HTTPException(422, f"task {form.task} needs {spec['name']} ({spec['help']})")
     if level is not None and "choices" in spec and level not in spec["choices"]:
         raise HTTPException(422, f"{spec['name']} must be one of {spec['choices']}, got {level:g}")
     if level is not None and "min" in spec and not spec["min"] <= level <= spec["max"]:

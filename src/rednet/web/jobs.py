@@ -26,7 +26,7 @@ from torch import Tensor
 from rednet import degrade, io, pipeline, zoo
 from rednet.devices import choose_device, use_bf16
 from rednet.tasks import task_named
-from rednet.web.settings import _OUTPUT_TYPES, ServeSettings
+from rednet.web.settings import _OUTPUT_TYPES, LEVELS, ServeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Job:
             "id": self.id,
             "state": self.state,
             "task": self.task,
-            "level": self.level,
+            **({name: self.level} if (name := LEVELS[self.task]["name"]) else {}),
             "model": self.model,
             "ensemble": self.ensemble,
             "tiles_done": self.tiles_done,

@@ -20,7 +20,8 @@ HIDDEN = ("mask", "detect")
 model is the first step of blind inpainting, which the API runs when no model is named."""
 
 LEVELS: dict[str, dict[str, Any]] = {name: task.restore_level.as_json() for name, task in ALL_TASKS.items()}
-"""What ``level`` means per task (as ``--sigma``, ``--scale``, ``--quality`` of ``rednet restore``)."""
+"""Each task's level: its form field's name (``sigma``, ``scale``, ``quality``, as the flags of ``rednet
+restore``; None when it takes none), range and meaning."""
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _OUTPUT_TYPES = {  # Pillow format read -> (suffix written, media type)
