@@ -19,7 +19,7 @@ TASK_FLAGS = {
     "sr": ["--scale", "3"],
     "jpeg": ["--quality", "10"],
     "deblur": ["--kernel", "disk", "--sigma", "2.55"],
-    "inpaint": ["--mask", "text"],
+    "inpaint": ["--damage", "text"],
 }
 
 
@@ -288,7 +288,18 @@ def test_degrade_is_seeded(photo, tmp_path):
     for i, seed in enumerate([1, 1, 2]):
         out = tmp_path / f"n{i}.png"
         main(
-            ["degrade", "--task", "inpaint", "--mask", "0.5", str(photo), "-o", str(out), "--seed", str(seed)]
+            [
+                "degrade",
+                "--task",
+                "inpaint",
+                "--damage",
+                "0.5",
+                str(photo),
+                "-o",
+                str(out),
+                "--seed",
+                str(seed),
+            ]
         )
         outs.append(np.asarray(Image.open(out)))
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
@@ -303,7 +314,7 @@ def test_degrade_saves_the_inpainting_mask(photo, tmp_path):
                 "degrade",
                 "--task",
                 "inpaint",
-                "--mask",
+                "--damage",
                 "text",
                 str(photo),
                 "-o",
@@ -507,7 +518,7 @@ def test_blind_inpainting_saves_the_mask_it_found_and_takes_it_back(photo, tmp_p
     """The mask workflow: the found damage is written where --mask reads it, covers the overlaid text, and
     given back with --mask it gives the same restoration."""
     text, truth = tmp_path / "text.png", tmp_path / "truth.png"
-    degrade = ["degrade", "--task", "inpaint", "--mask", "text", str(photo), "-o", str(text)]
+    degrade = ["degrade", "--task", "inpaint", "--damage", "text", str(photo), "-o", str(text)]
     assert main([*degrade, "--save-mask", str(truth)]) == 0
     found, blind, given = tmp_path / "found.png", tmp_path / "blind.png", tmp_path / "given.png"
     assert main(["restore", "--task", "inpaint", str(text), "-o", str(blind), "--save-mask", str(found)]) == 0
@@ -583,3 +594,18 @@ def test_save_mask_is_refused_without_the_damage_model(photo, tmp_path, capsys, 
     assert main(["restore", "--task", "inpaint", str(photo), "-o", str(out), "--save-mask", str(found)]) == 1
     assert "--save-mask needs the damage model" in capsys.readouterr().err
     assert not out.exists() and not found.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "--task", "inpaint", "--dataset", "Set5"],
+        ["degrade", "--task", "inpaint", "in.png", "-o", "out.png"],
+        ["train"],
+    ],
+)
+def test_the_old_mask_flag_of_a_damage_spec_names_its_new_name(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--mask", "text"])
+    assert stop.value.code == 2
+    assert "--mask is now --damage" in capsys.readouterr().err.splitlines()[-1]

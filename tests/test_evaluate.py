@@ -56,11 +56,11 @@ def test_deconvolution_baselines_improve_on_the_blurred_input(folder, kwargs, me
     assert restored["mean"]["psnr"] > blurred["mean"]["psnr"]
 
 
-@pytest.mark.parametrize("mask", ["text", "0.5"])
+@pytest.mark.parametrize("damage", ["text", "0.5"])
 @pytest.mark.parametrize("method", ["telea", "biharmonic"])
-def test_inpainting_baselines_improve_on_the_damaged_input(folder, mask, method):
-    damaged = evaluate(EvalConfig(task="inpaint", dataset=str(folder), mask=mask))
-    restored = evaluate(EvalConfig(task="inpaint", dataset=str(folder), mask=mask, method=method))
+def test_inpainting_baselines_improve_on_the_damaged_input(folder, damage, method):
+    damaged = evaluate(EvalConfig(task="inpaint", dataset=str(folder), damage=damage))
+    restored = evaluate(EvalConfig(task="inpaint", dataset=str(folder), damage=damage, method=method))
     assert restored["mean"]["psnr"] > damaged["mean"]["psnr"] + 3
 
 
@@ -71,7 +71,7 @@ def test_inpainting_baselines_improve_on_the_damaged_input(folder, mask, method)
         ({"task": "sr", "scale": 5}, "scale must be 2, 3 or 4"),
         ({"task": "jpeg", "quality": 0}, "quality must be 1..100"),
         ({"task": "deblur", "kernel": "box"}, "kernel must be one of"),
-        ({"task": "inpaint", "mask": "1.5"}, "rate must be in"),
+        ({"task": "inpaint", "damage": "1.5"}, "rate must be in"),
         ({"task": "denoise", "sigma": 25, "method": "bicubic"}, "does not do task"),
         ({"task": "denoise", "sigma": 25, "method": "magic"}, "method must be one of"),
     ],
@@ -136,7 +136,7 @@ def test_gaussian_kernels_of_any_sigma_up_to_4_are_named_gaussian_dash_sigma():
 
 def test_a_detector_is_only_for_the_rednet_method_on_inpainting():
     with pytest.raises(ValueError, match="--detector is for --task inpaint --method rednet"):
-        EvalConfig(task="inpaint", dataset="Set14", method="telea", mask="text", detector="inpaint-detect")
+        EvalConfig(task="inpaint", dataset="Set14", method="telea", damage="text", detector="inpaint-detect")
     with pytest.raises(ValueError, match="--detector is for"):
         EvalConfig(task="denoise", dataset="Set14", method="rednet", sigma=25, model="m", detector="d")
 
@@ -145,9 +145,9 @@ def test_decoys_score_against_the_image_with_its_own_text():
     from rednet.evaluate import corrupt
 
     clean = torch.from_numpy(data.astronaut()[::4, ::4]).permute(2, 0, 1)[None].float() / 255
-    c = corrupt(clean, EvalConfig(task="inpaint", dataset=".", mask="decoys"), seed=0)
+    c = corrupt(clean, EvalConfig(task="inpaint", dataset=".", damage="decoys"), seed=0)
     assert not torch.equal(c.clean, clean) and c.mask is not None
     kept = c.mask.expand_as(c.clean) == 1
     assert torch.equal(c.degraded[kept], c.clean[kept]) and (c.mask == 0).any()
-    plain = corrupt(clean, EvalConfig(task="inpaint", dataset=".", mask="text"), seed=0)
+    plain = corrupt(clean, EvalConfig(task="inpaint", dataset=".", damage="text"), seed=0)
     assert torch.equal(plain.clean, clean)

@@ -141,7 +141,7 @@ def test_every_task_is_named_and_checks_its_level() -> None:
         TASKS["jpeg"].check_level(0)
     with pytest.raises(ValueError, match="kernel must be"):
         TASKS["deblur"].check_level("box")
-    with pytest.raises(ValueError, match="mask rate must be"):
+    with pytest.raises(ValueError, match="damage rate must be"):
         TASKS["inpaint"].check_level("1.5")
 
 

@@ -446,7 +446,7 @@ def test_sigterm_stops_the_run_after_writing_a_checkpoint(images, tmp_path):
 
 
 def test_inpainting_patches_mix_the_damages_and_carry_the_mask_for_a_mask_aware_model(images):
-    config = tiny(images, task="inpaint", mask="strokes+0.5-0.8", mask_input=True, channel="rgb")
+    config = tiny(images, task="inpaint", damage="strokes+0.5-0.8", mask_input=True, channel="rgb")
     kinds = [c.damage for c in config.corruptions()]
     assert kinds == ["strokes", "rate"] and all(c.with_mask for c in config.corruptions())
     dataset = PatchDataset(load_training_images([images], "rgb"), config.corruptions(), patch_size=24)
@@ -474,14 +474,14 @@ def test_a_blind_gaussian_deblurring_patch_set_draws_a_new_blur_per_patch(images
 def test_an_rgb_model_warm_starts_a_mask_aware_inpainting_run(images, tmp_path):
     train(tiny(images, steps=1, channel="rgb"), tmp_path / "rgb", progress=False)
     main(["export", str(tmp_path / "rgb"), "-o", str(tmp_path / "rgb.safetensors")])
-    config = tiny(images, task="inpaint", mask="strokes+0-0.8", mask_input=True, channel="rgb", steps=2)
+    config = tiny(images, task="inpaint", damage="strokes+0-0.8", mask_input=True, channel="rgb", steps=2)
     train(config, tmp_path / "mask", init=tmp_path / "rgb.safetensors", progress=False)
     main(["export", str(tmp_path / "mask"), "-o", str(tmp_path / "mask.safetensors")])
     model, card = load_weights(tmp_path / "mask.safetensors")
     assert model.config.mask_input and model.config.channels == 3
     first = model.state_dict()["convs.0.weight"]
     assert first.shape[1] == 4 and first[:, 3].abs().sum() > 0  # the mask channel has learnt something
-    assert card["levels"]["mask"] == "strokes+0-0.8"
+    assert card["levels"]["damage"] == "strokes+0-0.8"
 
 
 def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_finds(images, tmp_path):
@@ -493,7 +493,7 @@ def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_find
     assert float(missed) == pytest.approx(DAMAGE_WEIGHT * float(false_alarm))
     with pytest.raises(ValueError, match="output"):
         tiny(images, task="denoise", output="damage")
-    config = tiny(images, task="inpaint", mask="strokes", output="damage", channel="rgb", steps=2)
+    config = tiny(images, task="inpaint", damage="strokes", output="damage", channel="rgb", steps=2)
     assert all(c.with_mask for c in config.corruptions())  # the mask is the target
     config = dataclasses.replace(config, val_set=str(images), val_limit=1, val_every=2, val_level="text")
     train(config, tmp_path / "run", progress=False)
@@ -505,7 +505,7 @@ def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_find
 
 
 def test_decoy_patches_keep_the_images_own_text_in_the_target_and_mark_only_the_overlay(images):
-    config = tiny(images, task="inpaint", mask="text+decoys", output="damage", channel="rgb")
+    config = tiny(images, task="inpaint", damage="text+decoys", output="damage", channel="rgb")
     assert [c.damage for c in config.corruptions()] == ["text", "decoys"]
     decoys = config.corruptions()[1]
     region = load_training_images([images], "rgb")[0][None, :, :64, :64].float() / 255
@@ -556,3 +556,12 @@ def test_plot_refuses_a_log_whose_steps_repeat_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "loss steps do not increase (step 2 after step 3)" in err
     assert not (run / "curves.png").exists()
+
+
+def test_a_checkpoint_saved_before_the_damage_spec_was_renamed_still_reads():
+    """Runs saved before the damage spec was renamed from ``mask`` to ``damage`` still export and resume."""
+    config = TrainConfig.from_dict({"task": "inpaint", "mask": "strokes+0-0.8", "channel": "rgb"})
+    assert config.damage == "strokes+0-0.8" and [c.damage for c in config.corruptions()] == [
+        "strokes",
+        "rate",
+    ]

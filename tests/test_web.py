@@ -499,7 +499,7 @@ def test_blind_inpainting_finds_the_text_and_fills_it_in_two_steps(client):
     from rednet.evaluate import EvalConfig, corrupt
 
     rgb = torch.from_numpy(data.astronaut()[100:196, 150:246].copy()).permute(2, 0, 1)[None] / 255.0
-    damaged = corrupt(rgb, EvalConfig(task="inpaint", dataset=".", mask="text"), seed=0)
+    damaged = corrupt(rgb, EvalConfig(task="inpaint", dataset=".", damage="text"), seed=0)
     upload = (damaged.degraded[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     response = post(client, png(upload), task="inpaint")
     assert response.status_code == 200, response.text

@@ -17,7 +17,7 @@ TASK_CHECK = {
     "sr": ({"scale": 2}, 0.5),
     "jpeg": ({"quality": 10}, 0.5),
     "deblur": ({"kernel": "gaussian", "sigma": 2.55}, 1.0),  # the kernel: the model's own, if it has one
-    "inpaint": ({"mask": "text"}, 3.0),
+    "inpaint": ({"damage": "text"}, 3.0),
 }
 
 
@@ -26,7 +26,7 @@ def _check_level(entry) -> tuple[dict, float]:
     if entry.task == "deblur" and entry.variant:
         level = {**level, "kernel": entry.variant}
     if entry.variant == "mask":
-        level = {"mask": "0.5"}  # the mask-aware model: 50 % of the pixels lost, mask given
+        level = {"damage": "0.5"}  # the mask-aware model: 50 % of the pixels lost, mask given
     # the damage model ("detect"): text, found and filled by the mask-aware model
     return level, min_gain
 

@@ -28,9 +28,9 @@ ev jpeg-identity-color --task jpeg --quality 20 --dataset Set5 --limit 2
 ev jpeg-identity-rgb --task jpeg --quality 20 --dataset Set5 --channel rgb --limit 2
 ev deblur-wiener-color --task deblur --kernel gaussian --sigma 2.55 --dataset Set5 --method wiener --limit 2
 ev deblur-rl-gray --task deblur --kernel disk --dataset Set12 --method richardson-lucy --iterations 5 --limit 1
-ev inpaint-telea-text --task inpaint --mask text --dataset Set5 --method telea --limit 2
-ev inpaint-biharmonic-rate --task inpaint --mask 0.5 --dataset Set5 --method biharmonic --limit 1
-ev inpaint-identity-decoys --task inpaint --mask decoys --dataset Set5 --limit 2
+ev inpaint-telea-text --task inpaint --damage text --dataset Set5 --method telea --limit 2
+ev inpaint-biharmonic-rate --task inpaint --damage 0.5 --dataset Set5 --method biharmonic --limit 1
+ev inpaint-identity-decoys --task inpaint --damage decoys --dataset Set5 --limit 2
 ev sr-noquant-shave0 --task sr --scale 4 --dataset Set5 --method bicubic --no-quantize --shave 0 --limit 2
 
 # every shipped model
@@ -50,9 +50,9 @@ rn m-jpeg-color-rgb jpeg-color --task jpeg --quality 10 --dataset Set5 --channel
 rn m-deblur-gaussian deblur-gaussian --task deblur --kernel gaussian --sigma 2.55 --dataset Set5 --limit 2
 rn m-deblur-disk deblur-disk --task deblur --kernel disk --sigma 2.55 --dataset Set5 --limit 2
 rn m-deblur-blind deblur --task deblur --kernel gaussian-2.4 --sigma 2.55 --dataset Set12 --limit 1
-rn m-inpaint inpaint --task inpaint --mask text --dataset Set5 --limit 2
-rn m-inpaint-mask inpaint-mask --task inpaint --mask 0.5 --dataset Set5 --limit 2
-rn m-inpaint-detect inpaint-mask --task inpaint --mask decoys --dataset Set5 --limit 2 --detector inpaint-detect
+rn m-inpaint inpaint --task inpaint --damage text --dataset Set5 --limit 2
+rn m-inpaint-mask inpaint-mask --task inpaint --damage 0.5 --dataset Set5 --limit 2
+rn m-inpaint-detect inpaint-mask --task inpaint --damage decoys --dataset Set5 --limit 2 --detector inpaint-detect
 
 # what degrade and restore write, byte for byte
 tmp=$(mktemp -d)
@@ -62,7 +62,7 @@ gray=$data/Set12/01.png
 "$py" -m rednet degrade "$img" --task sr --scale 3 -o "$tmp/d-sr.png"
 "$py" -m rednet degrade "$gray" --task jpeg --quality 10 -o "$tmp/d-jpeg.jpg"
 "$py" -m rednet degrade "$img" --task deblur --kernel disk --sigma 2.55 -o "$tmp/d-deblur.png"
-"$py" -m rednet degrade "$img" --task inpaint --mask text -o "$tmp/d-inpaint.png" --save-mask "$tmp/d-mask.png"
+"$py" -m rednet degrade "$img" --task inpaint --damage text -o "$tmp/d-inpaint.png" --save-mask "$tmp/d-mask.png"
 "$py" -m rednet restore "$tmp/d-sr.png" --task sr --scale 3 -o "$tmp/r-sr.png"
 "$py" -m rednet restore "$tmp/d-inpaint.png" --task inpaint -o "$tmp/r-inpaint-blind.png"
 "$py" -m rednet restore "$tmp/d-inpaint.png" --task inpaint --mask "$tmp/d-mask.png" -o "$tmp/r-inpaint-mask.png"

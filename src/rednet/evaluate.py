@@ -11,7 +11,7 @@ Per task (``protocol.md`` §2):
   Shave = scale.
 * jpeg: Y (colour sets) or gray; Pillow JPEG at quality q. ``channel="rgb"``: colour JPEG (4:2:0).
 * deblur: RGB; ``imfilter(x, k, 'conv', 'replicate')`` equivalent, then noise ``sigma`` (0-255 scale).
-* inpaint: RGB; text overlay (``mask="text"``) or random pixel loss at a rate (``mask="0.5"``).
+* inpaint: RGB; text overlay (``damage="text"``) or random pixel loss at a rate (``damage="0.5"``).
 
 Restored images are clipped and rounded to 8 bits before scoring unless ``quantize=False``.
 """
@@ -34,7 +34,7 @@ from rednet import baselines, degrade, io
 from rednet.data import resolve_dataset
 from rednet.inpaint import DAMAGE_THRESHOLD
 from rednet.metrics import psnr, rgb_to_y, ssim
-from rednet.tasks import TASK_NAMES, Corrupted, inpaint_damage, kernel_by_name, parse_mask, task_named
+from rednet.tasks import TASK_NAMES, Corrupted, inpaint_damage, kernel_by_name, parse_damage, task_named
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ __all__ = [
     "evaluate",
     "inpaint_damage",
     "kernel_by_name",
-    "parse_mask",
+    "parse_damage",
 ]
 
 Task = Literal["denoise", "sr", "jpeg", "deblur", "inpaint"]
@@ -67,7 +67,7 @@ class EvalConfig:
         quality: JPEG quality 1-100.
         kernel: blur kernel name, "gaussian" (25x25, sigma 1.6), "gaussian-S" (25x25, sigma S pixels, e.g.
             "gaussian-2.4") or "disk" (radius 7).
-        mask: inpainting corruption: "text" or a pixel-loss rate such as "0.5".
+        damage: inpainting's damage: "text", "decoys" or a pixel-loss rate such as "0.5".
         channel: "auto" = the task's protocol channel; or force "y", "gray" or "rgb".
         shave: border pixels ignored by the metrics; None = the protocol's (scale for sr, else 0).
         quantize: clip and round the restored image to 8 bits before scoring (protocol default).
@@ -94,7 +94,7 @@ class EvalConfig:
     scale: int | None = None
     quality: int | None = None
     kernel: str | None = None
-    mask: str | None = None
+    damage: str | None = None
     channel: Channel = "auto"
     shave: int | None = None
     quantize: bool = True

@@ -41,7 +41,7 @@ def _card_levels(config: Any) -> list[str]:
     if task.uses_kernel:
         return ["kernel", "sigma"] + (["blur_sigma"] if config.kernel == "gaussian-family" else [])
     if task.masks:
-        return ["mask", "mask_input"] + (["output"] if config.output != "image" else [])
+        return ["damage", "mask_input"] + (["output"] if config.output != "image" else [])
     return [task.train_level]
 
 

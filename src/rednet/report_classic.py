@@ -69,11 +69,11 @@ class ClassicReport:
 
     def levels(self, setting: str) -> dict[str, Any]:
         """The EvalConfig fields of one column (validated)."""
-        from rednet.evaluate import kernel_by_name, parse_mask
+        from rednet.evaluate import kernel_by_name, parse_damage
 
         if task_named(self.task).masks:
-            parse_mask(setting)
-            return {"mask": setting}
+            parse_damage(setting)
+            return {"damage": setting}
         kernel, _, sigma = setting.partition(":")
         try:
             value = float(sigma or 0)

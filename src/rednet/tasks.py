@@ -11,7 +11,8 @@ Levels, per task (the flag of ``rednet eval``/``degrade``/``restore`` and the fi
 * sr: ``scale`` (int, 2, 3 or 4).
 * jpeg: ``quality`` (int, 1-100).
 * deblur: ``kernel`` (a blur name, see :func:`kernel_by_name`), with an optional added noise ``sigma``.
-* inpaint: ``mask``, the damage: "text", "decoys", "strokes" (training only) or a pixel-loss rate in (0, 1).
+* inpaint: ``damage``, what is damaged: "text", "decoys", "strokes" (training only) or a pixel-loss rate in
+  (0, 1). (A ``mask`` is always a per-pixel map of the damage, see :class:`Corrupted`.)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = [
     "Task",
     "inpaint_damage",
     "kernel_by_name",
-    "parse_mask",
+    "parse_damage",
     "task_named",
 ]
 
@@ -44,18 +45,18 @@ KERNELS = ("gaussian", "disk")
 """The named blur kernels of the official demo (and "gaussian-S", a family, see :func:`kernel_by_name`)."""
 
 
-def parse_mask(mask: str | None) -> float | None:
+def parse_damage(damage: str | None) -> float | None:
     """ "text" or "decoys" -> None (a text overlay); "0.5" -> 0.5 (pixel-loss rate in (0, 1))."""
-    if mask in ("text", "decoys"):
+    if damage in ("text", "decoys"):
         return None
     try:
-        rate = float(mask)  # type: ignore[arg-type]
+        rate = float(damage)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(
-            f"mask must be 'text', 'decoys' or a pixel-loss rate in (0, 1), got {mask!r}"
+            f"damage must be 'text', 'decoys' or a pixel-loss rate in (0, 1), got {damage!r}"
         ) from None
     if not 0 < rate < 1:
-        raise ValueError(f"mask rate must be in (0, 1), got {rate}")
+        raise ValueError(f"damage rate must be in (0, 1), got {rate}")
     return rate
 
 
@@ -113,18 +114,18 @@ def _damage(clean: Tensor, damage: str | float, generator: np.random.Generator) 
     return Corrupted(clean, *overlays.drop_pixels(clean, float(damage), generator=generator))
 
 
-def inpaint_damage(clean: Tensor, mask: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Damage one clean image (1, C, H, W) in [0, 1] as the inpainting ``mask`` setting says: "text"
+def inpaint_damage(clean: Tensor, damage: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Damage one clean image (1, C, H, W) in [0, 1] as the inpainting ``damage`` setting says: "text"
     (white/black text), "decoys" (that text over an image given text of its own, which becomes the ground
     truth) or a pixel-loss rate such as "0.5". Returns (clean, degraded, mask), mask 1 = kept."""
-    c = _damage(clean, _damage_level(mask), rng)
+    c = _damage(clean, _damage_level(damage), rng)
     return c.clean, c.degraded, c.mask  # type: ignore[return-value]
 
 
-def _damage_level(mask: str) -> str | float:
+def _damage_level(damage: str) -> str | float:
     """An inpainting setting as :func:`_damage` takes it: "text"/"decoys" as they are, a rate as a float."""
-    rate = parse_mask(mask)
-    return mask if rate is None else rate
+    rate = parse_damage(damage)
+    return damage if rate is None else rate
 
 
 def _check_scale(scale: Any) -> None:
@@ -141,8 +142,8 @@ def _check_kernel(kernel: Any) -> None:
     kernel_by_name(str(kernel))
 
 
-def _check_mask(mask: Any) -> None:
-    parse_mask(mask)
+def _check_damage(damage: Any) -> None:
+    parse_damage(damage)
 
 
 def _no_check(_: Any) -> None:
@@ -197,7 +198,7 @@ class Task:
     Attributes:
         name: "denoise", "sr", "jpeg", "deblur" or "inpaint" (``--task``).
         level: the setting that a degradation needs, the field of ``EvalConfig`` and the flag of
-            ``rednet eval``/``degrade``: ``sigma``, ``scale``, ``quality``, ``kernel`` or ``mask``.
+            ``rednet eval``/``degrade``: ``sigma``, ``scale``, ``quality``, ``kernel`` or ``damage``.
         train_level: the field of ``TrainConfig`` that holds its training levels (deblur: ``sigma``, the
             added noise; its kernel is ``TrainConfig.kernel``).
         check_level: raises ValueError when the value of ``level`` is not valid.
@@ -258,7 +259,7 @@ class Task:
 
     def level_of(self, settings: Any) -> Any:
         """The level that :meth:`degrade` takes, from an object with ``sigma``, ``scale``, ``quality``,
-        ``kernel`` and ``mask`` attributes (an ``EvalConfig``, parsed flags)."""
+        ``kernel`` and ``damage`` attributes (an ``EvalConfig``, parsed flags)."""
         value = getattr(settings, self.level)
         if self.uses_kernel:
             return Blur(kernel_by_name(str(value)), float(settings.sigma or 0))
@@ -348,9 +349,9 @@ _TASKS = (
     ),
     Task(
         "inpaint",
-        level="mask",
-        train_level="mask",
-        check_level=_check_mask,
+        level="damage",
+        train_level="damage",
+        check_level=_check_damage,
         degrade_fn=_damage,
         color_channel="rgb",
         gray_channel="rgb",

@@ -163,7 +163,7 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
     from rednet.evaluate import EvalConfig, evaluate
 
     task = config.tasks[0]
-    levels = {"sigma": None, "scale": None, "quality": None, "kernel": None, "mask": None}
+    levels = {"sigma": None, "scale": None, "quality": None, "kernel": None, "damage": None}
     field = task_named(task).level
     value: Any = config.val_level
     if field in ("scale", "quality"):

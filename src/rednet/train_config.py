@@ -11,9 +11,13 @@ from rednet.data import Corruption, Levels
 from rednet.model import REDNetConfig
 from rednet.tasks import TASKS, task_named
 
-__all__ = ["LEVEL_FIELD", "TrainConfig"]
+__all__ = ["LEVEL_FIELD", "RENAMED", "TrainConfig"]
 
 LEVEL_FIELD = {name: task.train_level for name, task in TASKS.items()}
+
+RENAMED = {"mask": "damage"}
+"""Fields renamed since runs were first saved: old name -> new (inpainting's damage spec was ``mask``, a name
+now kept for per-pixel damage maps)."""
 """Task name -> the field of :class:`TrainConfig` that holds its training levels."""
 
 
@@ -30,7 +34,7 @@ class TrainConfig:
         kernel: deblur kernel, "gaussian" (25x25, sigma 1.6), "disk" (radius 7) or "gaussian-family" (a
             25x25 Gaussian whose sigma is drawn from ``blur_sigma`` for each patch: a blind deblurrer).
         blur_sigma: the sigma range of the "gaussian-family" kernel, in pixels, e.g. "0.5-3".
-        mask: inpainting damage: "text" (white/black text, as the test), "strokes" (text and scratches in
+        damage: inpainting's damage: "text" (white/black text, as the test), "strokes" (text and scratches in
             random colours), "decoys" (the test's text over an image given antialiased text and clipped
             areas of its own, which stay in the target: what a blind damage model must leave alone), or
             pixel-loss rates as a range "0.3-0.8" or a list; several joined by "+"
@@ -82,7 +86,7 @@ class TrainConfig:
     quality: str = "5-95"
     kernel: str = "gaussian"
     blur_sigma: str = "0.5-3"
-    mask: str = "text"
+    damage: str = "text"
     mask_input: bool = False
     output: str = "image"
     channel: str = "gray"
@@ -158,7 +162,7 @@ class TrainConfig:
         out = []
         for task in self.tasks:
             if task_named(task).masks:
-                for kind in self.mask.split("+"):
+                for kind in self.damage.split("+"):
                     kind = kind.strip()
                     with_mask = self.mask_input or self.output == "damage"  # an input, or the target
                     if kind in ("text", "strokes", "decoys"):
@@ -190,7 +194,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict (a TOML file, a checkpoint); unknown keys are an error."""
+        """Build from a dict (a TOML file, a checkpoint); unknown keys are an error. A checkpoint written
+        before a field was renamed (:data:`RENAMED`) is read under the new name."""
+        values = {RENAMED.get(k, k): v for k, v in values.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -10,7 +10,21 @@ from pathlib import Path
 
 from rednet.tasks import TASK_NAMES
 
-TASK_HELP = "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel [--sigma]), inpaint (--mask)"
+TASK_HELP = (
+    "denoise (--sigma), sr (--scale), jpeg (--quality), deblur (--kernel [--sigma]), inpaint (--damage)"
+)
+
+
+class Renamed(argparse.Action):
+    """A flag that was renamed: using it is a one-line error naming the new flag (a command line recorded
+    before the rename, in a model card say, tells its reader what to type instead)."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(f"{option_string} is now {self.new} (a mask is a per-pixel damage map)")
 
 
 def add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> None:
@@ -38,10 +52,11 @@ def add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> N
         )
     else:
         p.add_argument(
-            "--mask",
-            help="inpainting corruption: 'text', 'decoys' (text over an image given text of its own) or a "
+            "--damage",
+            help="inpainting's damage: 'text', 'decoys' (text over an image given text of its own) or a "
             "pixel-loss rate such as 0.5",
         )
+        p.add_argument("--mask", action=Renamed, new="--damage", help=argparse.SUPPRESS)
 
 
 def command_line(argv: list[str]) -> str:
@@ -62,7 +77,7 @@ def eval_config(args: argparse.Namespace, **extra):
         scale=args.scale,
         quality=args.quality,
         kernel=args.kernel,
-        mask=args.mask,
+        damage=args.damage,
         **extra,
     )
 

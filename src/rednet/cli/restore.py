@@ -298,7 +298,7 @@ def _restore_file(
         x,
         info,
         task,
-        getattr(args, task.level),
+        getattr(args, task.restore_level.name) if task.restore_level.name else None,
         detector=detector,
         mask=mask,
         tile=args.tile or "auto",

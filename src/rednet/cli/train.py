@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from rednet.cli.flags import command_line
+from rednet.cli.flags import Renamed, command_line
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="stop at this time (seconds since the epoch), writing last.pt: a lent machine's limit",
     )
     _add_train_flags(p)
+    p.add_argument("--mask", action=Renamed, new="--damage", help=argparse.SUPPRESS)
     p.set_defaults(run=cmd_train)
 
 
@@ -47,8 +48,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     doc = TrainConfig.__doc__ or ""
     for field in dc.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        match = re.search(rf"^\s+{field.name}(?:, [\w, ]+)?: (.+)$", doc, flags=re.MULTILINE)
-        helptext = f"{match.group(1) if match else ''} (default {field.default})".replace("%", "%%")
+        # the field's whole entry in the Attributes list: its line and the deeper-indented ones after it
+        match = re.search(rf"^( +){field.name}(?:, [\w, ]+)?: (.+(?:\n\1 +\S.*)*)", doc, flags=re.MULTILINE)
+        entry = " ".join(match.group(2).split()) if match else ""
+        helptext = f"{entry} (default {field.default})".replace("%", "%%")
         kind = hints[field.name]
         if kind is bool:
             p.add_argument(
