@@ -373,9 +373,9 @@ def test_drop_pixels_rate_and_mask_semantics(image, rate):
     _, big_mask = overlays.drop_pixels(big, rate, generator=np.random.default_rng(0))
     assert mask.shape == (2, 1, 40, 48) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    assert 1 - big_mask.mean().item() == pytest.approx(rate, abs=0.01)
-    torch.testing.assert_close(y, x * mask)
-    assert torch.all((y == 0).all(dim=1, keepdim=True) == (mask == 0))  # all channels lost together
+    assert big_mask.mean().item() == pytest.approx(rate, abs=0.01)  # 1 = lost
+    torch.testing.assert_close(y, x * (1 - mask))
+    assert torch.all((y == 0).all(dim=1, keepdim=True) == (mask == 1))  # all channels lost together
 
 
 def test_drop_pixels_generators_are_reproducible(image):
@@ -402,9 +402,9 @@ def test_text_overlay_changes_pixels_only_under_mask_with_text_colour():
     x = torch.full((2, 3, 96, 128), 0.5)
     y, mask = overlays.text_overlay(x, generator=np.random.default_rng(2))
     assert mask.shape == (2, 1, 96, 128)
-    kept = mask.expand_as(x) == 1
+    kept = mask.expand_as(x) == 0
     assert torch.equal(y[kept], x[kept])
-    covered = y.permute(1, 0, 2, 3)[:, mask[:, 0] == 0]  # (C, n_covered)
+    covered = y.permute(1, 0, 2, 3)[:, mask[:, 0] == 1]  # (C, n_covered)
     assert covered.numel() > 0
     assert torch.all((covered == 0) | (covered == 1))  # white or black
     assert torch.all(covered == covered[:1])  # same colour in every channel
@@ -413,7 +413,7 @@ def test_text_overlay_changes_pixels_only_under_mask_with_text_colour():
 def test_text_overlay_coverage_is_sensible():
     x = torch.rand(4, 3, 200, 240, generator=torch.Generator().manual_seed(0))
     _, mask = overlays.text_overlay(x, generator=torch.Generator().manual_seed(3))
-    coverage = 1 - mask.flatten(1).mean(dim=1)
+    coverage = mask.flatten(1).mean(dim=1)
     assert torch.all(coverage >= 0.04) and torch.all(coverage <= 0.21), coverage
 
 
@@ -519,11 +519,11 @@ def test_bicubic_sr_set5_y_baseline(data_root, scale, published, tol_lr_quantise
 def test_training_damage_mixes_coloured_text_and_scratches_and_changes_only_masked_pixels():
     x = torch.full((4, 3, 64, 64), 0.5)
     y, mask = overlays.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
-    kept = mask.expand_as(x) == 1
+    kept = mask.expand_as(x) == 0
     assert torch.equal(y[kept], x[kept])
-    lost = 1 - mask.mean(dim=(1, 2, 3))
+    lost = mask.mean(dim=(1, 2, 3))
     assert torch.all(lost > 0) and torch.all(lost <= 0.3)
-    covered = y.permute(1, 0, 2, 3)[:, mask[:, 0] == 0]  # (C, n_covered)
+    covered = y.permute(1, 0, 2, 3)[:, mask[:, 0] == 1]  # (C, n_covered)
     coloured = (covered != covered[:1]).any(dim=0)  # channels differ: neither white, black nor gray
     assert coloured.any() and (~coloured).any()
     again = overlays.scratches_and_text(x, generator=np.random.default_rng(0), max_coverage=0.3)
@@ -557,7 +557,7 @@ def test_text_over_content_text_marks_only_the_overlay_as_damage():
     x = _skimage_image("astronaut")[..., ::4, ::4]
     clean, degraded, mask = overlays.text_over_content_text(x, generator=np.random.default_rng(3))
     assert not torch.equal(clean, x)  # the image's own text is in the ground truth
-    kept = mask.expand_as(clean) == 1
+    kept = mask.expand_as(clean) == 0
     assert torch.equal(degraded[kept], clean[kept])
-    covered = degraded.permute(1, 0, 2, 3)[:, mask[:, 0] == 0]
+    covered = degraded.permute(1, 0, 2, 3)[:, mask[:, 0] == 1]
     assert covered.numel() > 0 and torch.all((covered == 0) | (covered == 1))

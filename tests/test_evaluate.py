@@ -147,7 +147,7 @@ def test_decoys_score_against_the_image_with_its_own_text():
     clean = torch.from_numpy(data.astronaut()[::4, ::4]).permute(2, 0, 1)[None].float() / 255
     c = corrupt(clean, EvalConfig(task="inpaint", dataset=".", damage="decoys"), seed=0)
     assert not torch.equal(c.clean, clean) and c.mask is not None
-    kept = c.mask.expand_as(c.clean) == 1
-    assert torch.equal(c.degraded[kept], c.clean[kept]) and (c.mask == 0).any()
+    kept = c.mask.expand_as(c.clean) == 0
+    assert torch.equal(c.degraded[kept], c.clean[kept]) and (c.mask == 1).any()
     plain = corrupt(clean, EvalConfig(task="inpaint", dataset=".", damage="text"), seed=0)
     assert torch.equal(plain.clean, clean)

@@ -390,25 +390,26 @@ def test_a_mask_aware_model_needs_the_mask_keeps_known_pixels_and_tiles_exactly(
     model = random_model(RED10, channels=3, mask_input=True)
     x = torch.rand(1, 3, 41, 37, generator=torch.Generator().manual_seed(1))
     known = (torch.rand(1, 1, 41, 37, generator=torch.Generator().manual_seed(2)) > 0.5).float()
-    whole = restore(model, x, tile=None, mask=known)
+    mask = 1 - known  # 1 = damaged
+    whole = restore(model, x, tile=None, mask=mask)
     assert whole.shape == (1, 3, 41, 37)
     assert torch.equal(whole * known, x * known)
     # Exact tiling needs the fill's reach in the margin: big holes, and blocks smaller than the image.
     big = torch.rand(1, 3, 150, 130, generator=torch.Generator().manual_seed(3))
-    holes = (torch.rand(1, 1, 150, 130, generator=torch.Generator().manual_seed(4)) > 0.97).float()
+    holes = (torch.rand(1, 1, 150, 130, generator=torch.Generator().manual_seed(4)) <= 0.97).float()
     assert (
         restore(model, big, tile=40, mask=holes) - restore(model, big, tile=None, mask=holes)
     ).abs().max() < 1e-4
-    ensemble = restore(model, x, tile=None, mask=known, ensemble=True)
+    ensemble = restore(model, x, tile=None, mask=mask, ensemble=True)
     assert torch.allclose(ensemble * known, x * known, atol=1e-6)
-    gray = restore(model, x[:, :1], tile=None, mask=known)  # a gray image through the colour model
+    gray = restore(model, x[:, :1], tile=None, mask=mask)  # a gray image through the colour model
     assert gray.shape == (1, 1, 41, 37)
     with pytest.raises(ValueError, match="needs a mask"):
         restore(model, x)
     with pytest.raises(ValueError, match=r"mask must be \(N, 1, 41, 37\)"):
-        restore(model, x, mask=known[..., :20])
+        restore(model, x, mask=mask[..., :20])
     with pytest.raises(ValueError, match="takes no mask"):
-        restore(random_model(RED10, channels=3), x, mask=known)
+        restore(random_model(RED10, channels=3), x, mask=mask)
 
 
 def test_restore_deblur_without_a_kernel_uses_the_blind_model_and_with_one_the_kernels_model(
@@ -442,10 +443,10 @@ def test_find_damage_thresholds_the_damage_model_and_grows_the_mask():
 
     x = torch.zeros(1, 3, 9, 11)
     x[0, 0, 4, 5] = 1.0
-    known = find_damage(_spot_detector(), x, grow=0)
-    assert known.shape == (1, 1, 9, 11) and float(known.sum()) == 9 * 11 - 1 and known[0, 0, 4, 5] == 0
+    mask = find_damage(_spot_detector(), x, grow=0)  # 1 = damaged
+    assert mask.shape == (1, 1, 9, 11) and float(mask.sum()) == 1 and mask[0, 0, 4, 5] == 1
     grown = find_damage(_spot_detector(), x, grow=1)
-    assert float(grown.sum()) == 9 * 11 - 9 and float(grown[0, 0, 3:6, 4:7].sum()) == 0
+    assert float(grown.sum()) == 9 and float(grown[0, 0, 3:6, 4:7].sum()) == 9
     with pytest.raises(ValueError, match="needs a damage model"):
         find_damage(REDNet(RED10), x)
 
@@ -474,7 +475,7 @@ def test_find_damage_filters_by_colour_when_given_a_tolerance():
 
     x = torch.zeros(1, 3, 9, 11)
     x[0, 0, 4, 5] = 1.0  # one isolated pixel: not a stroke
-    assert float(find_damage(_spot_detector(), x, tolerance=8 / 255).sum()) == 9 * 11
-    assert float(find_damage(_spot_detector(), x).sum()) == 9 * 11 - 1  # no filter by default
+    assert float(find_damage(_spot_detector(), x, tolerance=8 / 255).sum()) == 0
+    assert float(find_damage(_spot_detector(), x).sum()) == 1  # no filter by default
     x[0, :, 2:7, 5] = 1.0  # a white stroke 5 px long
-    assert float(find_damage(_spot_detector(), x, tolerance=8 / 255).sum()) == 9 * 11 - 5
+    assert float(find_damage(_spot_detector(), x, tolerance=8 / 255).sum()) == 5

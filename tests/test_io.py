@@ -810,7 +810,7 @@ def test_read_mask_takes_white_as_damage_and_refuses_colour_alpha_and_a_wrong_si
     for name in ("m.png", "bits.png"):
         mask = rio.read_mask(tmp_path / name, size=(6, 8))
         assert mask.shape == (1, 1, 6, 8) and mask.dtype == torch.float32
-        assert torch.equal(mask[0, 0], torch.from_numpy(a == 0).float())  # 1 = known, 0 = to fill
+        assert torch.equal(mask[0, 0], torch.from_numpy(a == 255).float())  # 1 = damaged, 0 = known
     Image.fromarray(np.stack([a] * 3, axis=-1)).save(tmp_path / "rgb.png")
     with pytest.raises(rio.ImageError, match=r"rgb.png: a mask must be black and white.*colour \(RGB\)"):
         rio.read_mask(tmp_path / "rgb.png")

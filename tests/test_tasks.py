@@ -162,7 +162,7 @@ def test_degrade_is_the_recipe_of_each_task() -> None:
     blurred = TASKS["deblur"].degrade(clean, blur, generator=rng())
     assert torch.equal(blurred.degraded, degrade.blur(clean, blur.kernel, sigma=2.55, generator=rng()))
     lost = TASKS["inpaint"].degrade(clean, 0.5, generator=rng())
-    assert lost.mask is not None and torch.equal(lost.degraded, clean * lost.mask)
+    assert lost.mask is not None and torch.equal(lost.degraded, clean * (1 - lost.mask))
     assert TASKS["sr"].shave(3) == 3 and TASKS["deblur"].shave(None) == 0
     assert [TASKS[n].channel(True) for n in TASK_NAMES] == ["rgb", "y", "y", "rgb", "rgb"]
     assert [TASKS[n].channel(False) for n in TASK_NAMES] == ["gray", "gray", "gray", "rgb", "rgb"]

@@ -286,10 +286,10 @@ def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text
 
     photo = as_tensor(data.astronaut()[60:252, 120:312])
     clean, degraded, mask = text_over_content_text(photo, generator=np.random.default_rng(3))
-    found = 1 - find_damage(rednet.load("inpaint-detect"), degraded)  # 1 = found damaged
-    overlay = 1 - mask
+    found = find_damage(rednet.load("inpaint-detect"), degraded)  # 1 = found damaged
+    overlay = mask
     # the photo's own text (and clipped areas): painted into the clean image, not overlaid
-    own = ((clean - photo).abs().amax(dim=1, keepdim=True) > 8 / 255).float() * mask
+    own = ((clean - photo).abs().amax(dim=1, keepdim=True) > 8 / 255).float() * (1 - mask)
     assert overlay.sum() > 200 and own.sum() > 200  # both are there to be told apart
     hits = float((found * overlay).sum() / overlay.sum())
     false_alarms = float((found * own).sum() / own.sum())

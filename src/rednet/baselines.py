@@ -10,7 +10,7 @@ method clamps. They wrap well-kept libraries:
 * ``telea``: OpenCV's ``cv2.inpaint`` with ``INPAINT_TELEA`` (radius 3), on the 8-bit image.
 * ``biharmonic``: ``skimage.restoration.inpaint_biharmonic``.
 
-The inpainting methods are given the true mask (1 = kept), an advantage the blind network does not have.
+The inpainting methods are given the true mask (1 = damaged), an advantage the blind network does not have.
 """
 
 from __future__ import annotations
@@ -105,17 +105,17 @@ def richardson_lucy(degraded: Tensor, kernel: Tensor, *, num_iter: int = 30) -> 
 
 
 def telea(degraded: Tensor, mask: Tensor, *, radius: int = 3) -> Tensor:
-    """Telea fast-marching inpainting (OpenCV) of the pixels where ``mask == 0``.
+    """Telea fast-marching inpainting (OpenCV) of the pixels where ``mask == 1``.
 
     Args:
         degraded: (N, C, H, W) images in [0, 1], C = 1 or 3.
-        mask: (N, 1, H, W), 1 = pixel kept, 0 = lost.
+        mask: (N, 1, H, W), 1 = pixel damaged, 0 = kept.
     """
     import cv2
 
     def run(a: np.ndarray, m: np.ndarray) -> np.ndarray:
         image = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
-        holes = (m[:, :, 0] < 0.5).astype(np.uint8) * 255
+        holes = (m[:, :, 0] >= 0.5).astype(np.uint8) * 255
         out = cv2.inpaint(image if image.shape[2] == 3 else image[:, :, 0], holes, radius, cv2.INPAINT_TELEA)
         return out.reshape(a.shape).astype(np.float64) / 255
 
@@ -123,15 +123,15 @@ def telea(degraded: Tensor, mask: Tensor, *, radius: int = 3) -> Tensor:
 
 
 def biharmonic(degraded: Tensor, mask: Tensor) -> Tensor:
-    """Biharmonic inpainting (``skimage.restoration.inpaint_biharmonic``) of the pixels where ``mask == 0``.
+    """Biharmonic inpainting (``skimage.restoration.inpaint_biharmonic``) of the pixels where ``mask == 1``.
 
     Args:
         degraded: (N, C, H, W) images in [0, 1].
-        mask: (N, 1, H, W), 1 = pixel kept, 0 = lost.
+        mask: (N, 1, H, W), 1 = pixel damaged, 0 = kept.
     """
     from skimage.restoration import inpaint_biharmonic
 
     def run(a: np.ndarray, m: np.ndarray) -> np.ndarray:
-        return inpaint_biharmonic(a, m[:, :, 0] < 0.5, channel_axis=-1)
+        return inpaint_biharmonic(a, m[:, :, 0] >= 0.5, channel_axis=-1)
 
     return _per_image(run, degraded, mask)

@@ -188,7 +188,8 @@ class Corruption:
             areas of its own, which belong to the clean image) or "rate" (random pixel loss at a rate
             drawn from ``levels``); "" for the other tasks.
         blur_sigma: the range of the "gaussian-family" kernel's sigma, in pixels.
-        with_mask: append the mask (1 = kept) to the degraded patch as one more channel (inpaint).
+        with_mask: append the mask to the degraded patch as one more channel (inpaint), as a mask-aware
+            model takes it: 1 = known, 0 = damaged (``1 - mask``).
     """
 
     task: str
@@ -225,7 +226,7 @@ class Corruption:
         (the degraded one (1, C + 1, R', R') ``with_mask``)."""
         c = task_named(self.task).degrade(region, self.draw(rng), generator=rng)
         if self.with_mask and c.mask is not None:
-            return c.clean, torch.cat([c.degraded, c.mask], dim=1)
+            return c.clean, torch.cat([c.degraded, 1 - c.mask], dim=1)
         return c.clean, c.degraded
 
 

@@ -215,7 +215,7 @@ def restore(
     Args:
         model: a RED-Net (its device is used).
         x: (N, C, H, W) float32 in [0, 1], C = 1 or 3, any H and W (1x1 included).
-        mask: (N or 1, 1, H, W) float, 1 = pixel known, 0 = pixel to fill: required by a mask-aware
+        mask: (N or 1, 1, H, W) float, 1 = pixel damaged (to fill), 0 = known: required by a mask-aware
             inpainting model (``model.config.mask_input``), refused by any other.
         tile: output block side for tiled inference (blocks of ``tile * tile`` pixels, :func:`tile_shape`);
             None = one pass; "auto" = :func:`auto_tile`.
@@ -276,7 +276,7 @@ def restore(
             return self_ensemble(single, t)
 
     if mask is not None:
-        known = (mask.to(device, torch.float32) >= 0.5).float().expand(source.shape[0], -1, -1, -1)
+        known = (mask.to(device, torch.float32) < 0.5).float().expand(source.shape[0], -1, -1, -1)
         source = torch.cat([source, known], dim=1)
     if tile == "auto":
         tile = auto_tile(*x.shape[-2:])

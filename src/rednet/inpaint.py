@@ -104,7 +104,7 @@ def find_damage(
         tile, bf16: as :func:`rednet.infer.restore`.
 
     Returns:
-        (N, 1, H, W) float32, 1 = pixel known, 0 = pixel to fill, on ``x``'s device.
+        (N, 1, H, W) float32, 1 = pixel damaged (to fill), 0 = known, on ``x``'s device.
     """
     if detector.config.output != "damage":
         raise ValueError(
@@ -116,4 +116,4 @@ def find_damage(
         damaged = flat_colour(damaged, x.to(damaged.device, torch.float32), tolerance)
     if grow > 0:
         damaged = torch.nn.functional.max_pool2d(damaged, 2 * grow + 1, stride=1, padding=grow)
-    return 1 - damaged
+    return damaged

@@ -135,7 +135,8 @@ class REDNet(nn.Module):
 
     ``forward`` returns ``x + body(x)`` (or ``body(x)`` without residual learning): no clamp, no rounding;
     that is the caller's job. A mask-aware model (``config.mask_input``) takes (N, C + 1, H, W), the image
-    and its mask (1 = known), and returns (N, C, H, W) with the known pixels of the input kept as they are.
+    and a known-pixel channel (1 = known, 0 = to fill: ``1 - mask``), and returns (N, C, H, W) with the known
+    pixels of the input kept as they are.
     For the strided variant the input is padded (replicate) to a multiple of the stride inside
     ``forward`` and the output cropped back, so any size works.
     """
@@ -176,7 +177,7 @@ class REDNet(nn.Module):
 
         Args:
             x: (N, C, H, W) float images in [0, 1], C = ``config.channels``; a mask-aware model takes
-                (N, C + 1, H, W), the mask (1 = known, 0 = to fill) last.
+                (N, C + 1, H, W), the known-pixel channel (1 = known, 0 = to fill: ``1 - mask``) last.
 
         Returns:
             (N, C, H, W) restored images, same dtype; not clamped. A damage model returns (N, 1, H, W), the

@@ -53,7 +53,7 @@ def _example_input(config: REDNetConfig) -> Tensor:
     w = h + 2 * s if s > 1 else 19
     x = torch.rand(2, config.in_channels, h, w, generator=torch.Generator().manual_seed(0))
     if config.mask_input:
-        x[:, -1] = (x[:, -1] > 0.5).float()  # a mask of known (1) and missing (0) pixels
+        x[:, -1] = (x[:, -1] > 0.5).float()  # the known-pixel channel: known (1) and missing (0) pixels
     return x
 
 
@@ -207,7 +207,8 @@ def restore_onnx(
     """
     if model.config.mask_input:
         raise ValueError(
-            "restore_onnx does not take a mask; call the mask-aware model itself on torch.cat([x, mask], 1)"
+            "restore_onnx does not take a mask; call the mask-aware model itself on "
+            "torch.cat([x, 1 - mask], 1)"
         )
     want = model.config.channels
     if x.ndim != 4 or x.shape[1] != want:

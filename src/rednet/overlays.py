@@ -2,7 +2,8 @@
 
 As in :mod:`rednet.degrade`: images are ``(N, C, H, W)`` float32 tensors in [0, 1], functions return new
 tensors, and randomness comes only from the ``generator`` argument. Each returns the damaged image with its
-mask, (N, 1, H, W), 1 = pixel kept (known), 0 = pixel lost or drawn over.
+mask, (N, 1, H, W) float32, 1 = pixel damaged (lost or drawn over), 0 = kept: the library's one meaning of
+"mask", as ``rednet degrade --save-mask`` writes it (white = damaged).
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ def drop_pixels(x: Tensor, rate: float, *, generator: RandomGenerator = None) ->
             (``generator.random((N, 1, H, W))``) or ``None``.
 
     Returns:
-        ``(degraded, mask)``: ``degraded = x * mask``, (N, C, H, W) float32; ``mask`` (N, 1, H, W)
-        float32, 1 = pixel kept, 0 = pixel lost (set to 0 in ``degraded``).
+        ``(degraded, mask)``: ``degraded = x * (1 - mask)``, (N, C, H, W) float32; ``mask`` (N, 1, H, W)
+        float32, 1 = pixel lost (set to 0 in ``degraded``), 0 = kept.
     """
     check_image(x)
     if not 0 <= rate <= 1:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
     n, _, h, w = x.shape
     u = uniform_like((n, 1, h, w), generator, x)
-    mask = (u >= rate).to(torch.float32)
-    return x.to(torch.float32) * mask, mask
+    known = (u >= rate).to(torch.float32)
+    return x.to(torch.float32) * known, 1 - known
 
 
 _WORD_LIST = (
@@ -118,7 +119,7 @@ def text_overlay(
 
     Returns:
         ``(degraded, mask)``: (N, C, H, W) float32 images with the text; mask (N, 1, H, W)
-        float32, 1 = pixel kept (no text), 0 = covered by text.
+        float32, 1 = covered by text, 0 = kept.
     """
     check_image(x)
     lo, hi = (int(v) for v in font_sizes)
@@ -147,10 +148,10 @@ def text_overlay(
                 continue
             covered[i] |= layer
             colour[i][layer] = value
-    mask = torch.from_numpy(~covered).to(torch.float32)[:, None].to(x.device)
+    known = torch.from_numpy(~covered).to(torch.float32)[:, None].to(x.device)
     fill = torch.from_numpy(colour)[:, None].to(x.device)
-    degraded = x.to(torch.float32) * mask + fill * (1 - mask)
-    return degraded, mask
+    degraded = x.to(torch.float32) * known + fill * (1 - known)
+    return degraded, 1 - known
 
 
 def _render_scratch(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -186,7 +187,7 @@ def scratches_and_text(
         max_coverage: the largest fraction of pixels covered.
 
     Returns:
-        ``(degraded, mask)``: (N, C, H, W) float32; mask (N, 1, H, W) float32, 1 = kept, 0 = covered.
+        ``(degraded, mask)``: (N, C, H, W) float32; mask (N, 1, H, W) float32, 1 = covered, 0 = kept.
     """
     check_image(x)
     rng = numpy_rng(generator)
@@ -208,9 +209,9 @@ def scratches_and_text(
             covered[i] |= layer
             value = colour if c == 3 else colour.mean(keepdims=True)
             fill[i][:, layer] = value.astype(np.float32)[:, None]
-    mask = torch.from_numpy(~covered).to(torch.float32)[:, None].to(x.device)
+    known = torch.from_numpy(~covered).to(torch.float32)[:, None].to(x.device)
     paint = torch.from_numpy(fill).to(x.device)
-    return x.to(torch.float32) * mask + paint * (1 - mask), mask
+    return x.to(torch.float32) * known + paint * (1 - known), 1 - known
 
 
 _CONTENT_FONTS = (
@@ -290,7 +291,7 @@ def text_over_content_text(x: Tensor, *, generator: RandomGenerator = None) -> t
 
     Returns:
         ``(clean, degraded, mask)``: the image with its own text (the ground truth), the same with the
-        overlay, both (N, C, H, W) float32; mask (N, 1, H, W) float32, 1 = kept, 0 = overlaid.
+        overlay, both (N, C, H, W) float32; mask (N, 1, H, W) float32, 1 = overlaid, 0 = kept.
     """
     rng = numpy_rng(generator)
     clean = content_text(x, generator=rng)

@@ -5,7 +5,7 @@ and the mask-aware model that fills what it finds); :func:`restore_image` runs t
 (SR's bicubic enlargement, of the alpha channel too), the damage finding, and the model. Reading and writing
 files, queues and flags stay with the command line and the web app.
 
-Images are (1, C, H, W) float32 in [0, 1]; masks (1, 1, H, W), 1 = known (kept) pixel.
+Images are (1, C, H, W) float32 in [0, 1]; masks (1, 1, H, W), 1 = damaged pixel (to fill), 0 = known.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Restored:
         image: (1, C, H', W') the model's output (H', W' = the input's, times the scale for SR).
         info: the input's file info, with its alpha channel (if any) put through the same pre-restore step.
         model_input: (1, C, H', W') what the model was given (after SR's enlargement).
-        mask: the mask the model was given (found or given), 1 = known; None when it took none.
+        mask: the mask the model was given (found or given), 1 = damaged; None when it took none.
     """
 
     image: Tensor
@@ -121,7 +121,7 @@ def restore_image(
         task: the task; its pre-restore step runs first (SR: bicubic up by ``level``, the scale).
         level: the task's level (``--scale`` for SR; unused by the others' pre-restore step).
         detector: blind inpainting: the damage model that finds the mask ``model`` fills.
-        mask: the known-pixel mask (1, 1, H, W), 1 = known, for a mask-aware model (ignored with
+        mask: the damage mask (1, 1, H, W), 1 = damaged, for a mask-aware model (ignored with
             ``detector``).
         tile, ensemble, bf16, on_tile: as :func:`rednet.infer.restore`.
         on_damage: called with the found mask before the model fills it (``restore --save-mask``).

@@ -85,7 +85,7 @@ class Corrupted:
     Attributes:
         clean: (1, C, H, W) ground truth in [0, 1] (cropped for SR).
         degraded: (1, C, H, W) the method's input (unclipped for noise).
-        mask: (1, 1, H, W) inpainting mask, 1 = kept; None for other tasks.
+        mask: (1, 1, H, W) inpainting's damage mask, 1 = damaged, 0 = kept; None for other tasks.
     """
 
     clean: Tensor
@@ -104,7 +104,7 @@ class Blur:
 def _damage(clean: Tensor, damage: str | float, generator: np.random.Generator) -> Corrupted:
     """Inpainting's degradation: "text" (white/black text), "decoys" (that text over an image given text of
     its own, which becomes the ground truth), "strokes" (text and scratches in random colours) or a
-    pixel-loss rate (float). The mask is 1 where a pixel is kept."""
+    pixel-loss rate (float). The mask is 1 where a pixel is damaged."""
     if damage == "decoys":
         return Corrupted(*overlays.text_over_content_text(clean, generator=generator))
     if damage == "text":
@@ -117,7 +117,7 @@ def _damage(clean: Tensor, damage: str | float, generator: np.random.Generator) 
 def inpaint_damage(clean: Tensor, damage: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """Damage one clean image (1, C, H, W) in [0, 1] as the inpainting ``damage`` setting says: "text"
     (white/black text), "decoys" (that text over an image given text of its own, which becomes the ground
-    truth) or a pixel-loss rate such as "0.5". Returns (clean, degraded, mask), mask 1 = kept."""
+    truth) or a pixel-loss rate such as "0.5". Returns (clean, degraded, mask), mask 1 = damaged."""
     c = _damage(clean, _damage_level(damage), rng)
     return c.clean, c.degraded, c.mask  # type: ignore[return-value]
 

@@ -196,7 +196,7 @@ def _validate(model: torch.nn.Module, config: TrainConfig, device: torch.device)
             bf16 = config.dtype == "bf16"
             return restore(filler, x, mask=find_damage(model, x, bf16=bf16), bf16=bf16)
         if config.mask_input:
-            x = torch.cat([x, corrupted.mask], dim=1)
+            x = torch.cat([x, 1 - corrupted.mask], dim=1)  # the model's mask channel: 1 = known
         x = x.to(device)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -51,6 +51,6 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         args.output, degraded.degraded.clamp(0, 1), info, overwrite=args.overwrite, protect=[args.input]
     )
     if degraded.mask is not None and args.save_mask is not None:
-        io.write_image(args.save_mask, 1 - degraded.mask, overwrite=args.overwrite, protect=[args.input, out])
+        io.write_image(args.save_mask, degraded.mask, overwrite=args.overwrite, protect=[args.input, out])
     print(f"wrote {out}", file=sys.stderr)
     return 0

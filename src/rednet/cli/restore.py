@@ -290,7 +290,7 @@ def _restore_file(
     def save_damage(damage: torch.Tensor) -> None:
         if found is not None:
             if not _kept(args, found):  # with --skip-existing, a mask written before a kill stays
-                io.write_image(found, 1 - damage, overwrite=args.overwrite, protect=files)
+                io.write_image(found, damage, overwrite=args.overwrite, protect=files)
             record["mask"] = str(found)
 
     restored = pipeline.restore_image(

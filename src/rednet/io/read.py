@@ -114,7 +114,7 @@ def read_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None)
         size: the (H, W) the mask must have (the image's); None = any.
 
     Returns:
-        (1, 1, H, W) float32, 1 = pixel known, 0 = pixel to fill (the library's convention).
+        (1, 1, H, W) float32, 1 = pixel damaged (to fill), 0 = known (the library's convention too).
 
     Raises:
         ImageError: the file is not a readable image, is colour or has alpha, or has the wrong size.
@@ -126,7 +126,7 @@ def read_mask(path: str | os.PathLike[str], size: tuple[int, int] | None = None)
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         got, want = "x".join(map(str, x.shape[-2:][::-1])), "x".join(map(str, tuple(size)[::-1]))
         raise ImageError(f"{path}: the mask is {got} pixels but the image is {want}")
-    return (x < 0.5).to(torch.float32)
+    return (x >= 0.5).to(torch.float32)
 
 
 def _unreadable(name: str, e: OSError) -> ImageError:
