@@ -565,3 +565,21 @@ def test_a_checkpoint_saved_before_the_damage_spec_was_renamed_still_reads():
         "strokes",
         "rate",
     ]
+
+
+def test_a_chain_of_tasks_applies_them_in_turn_to_one_patch_noise_then_jpeg(images, tmp_path):
+    from rednet.metrics import psnr
+
+    config = tiny(images, task="sr,denoise>jpeg", sigma="25", quality="10", channel="gray")
+    sr, chain = config.corruptions()
+    assert sr.then is None and (chain.task, chain.then.task, chain.margin()) == ("denoise", "jpeg", 16)
+    region = torch.from_numpy(data.camera()[100:164, 100:164]).float()[None, None] / 255
+    clean, degraded = chain.apply(region, np.random.default_rng(0))
+    assert torch.equal(clean, region)
+    assert torch.equal(degraded, torch.round(degraded * 255) / 255)  # the JPEG came last: 8-bit levels
+    jpeg_only = Corruption("jpeg", Levels.parse("10")).apply(region, np.random.default_rng(0))[1]
+    assert psnr(degraded, clean) < psnr(jpeg_only, clean) - 1  # and the noise is in it too
+    with pytest.raises(ValueError, match="denoise can be followed by denoise, jpeg or deblur, not sr"):
+        tiny(images, task="denoise>sr")
+    run = train(dataclasses.replace(config, steps=2), tmp_path / "run", progress=False)  # the engine takes it
+    assert load_checkpoint(run / "last.pt")["step"] == 2

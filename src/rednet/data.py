@@ -23,7 +23,7 @@ from torch import Tensor
 from rednet import degrade
 from rednet.io import is_image_file, read_image
 from rednet.metrics import rgb_to_y
-from rednet.tasks import Blur, kernel_by_name, task_named
+from rednet.tasks import Blur, Corrupted, kernel_by_name, task_named
 
 __all__ = [
     "BENCHMARKS",
@@ -188,6 +188,9 @@ class Corruption:
             areas of its own, which belong to the clean image) or "rate" (random pixel loss at a rate
             drawn from ``levels``); "" for the other tasks.
         blur_sigma: the range of the "gaussian-family" kernel's sigma, in pixels.
+        then: a second corruption applied to this one's output (a mix that real photos carry: noise then
+            JPEG, blur then JPEG); it must keep the size and leave no mask (denoise, jpeg, deblur), and the
+            clean image stays this one's. None = this corruption alone.
         with_mask: append the mask to the degraded patch as one more channel (inpaint), as a mask-aware
             model takes it: 1 = known, 0 = damaged (``1 - mask``).
     """
@@ -198,11 +201,19 @@ class Corruption:
     damage: str = ""
     blur_sigma: Levels = Levels(0.5, 3.0)
     with_mask: bool = False
+    then: Corruption | None = None
+
+    def __post_init__(self) -> None:
+        if self.then is not None:
+            second = task_named(self.then.task)
+            if second.enlarges or second.masks:
+                raise ValueError(f"{self.task} can be followed by denoise, jpeg or deblur, not {second.name}")
 
     def margin(self) -> int:
         """Pixels cut around each patch before degrading it, so that no patch edge shows in the patch:
         the bicubic support for SR, the JPEG block grid (16 phases for 4:2:0), the blur kernel."""
-        return task_named(self.task).margin
+        own = task_named(self.task).margin
+        return own if self.then is None else max(own, self.then.margin())
 
     def draw(self, rng: np.random.Generator) -> Any:
         """The level of one patch, as ``Task.degrade`` takes it: a number, a :class:`rednet.tasks.Blur`
@@ -225,6 +236,9 @@ class Corruption:
         """Degrade one clean region (1, C, R, R) in [0, 1]; returns (clean, degraded), both (1, C, R', R')
         (the degraded one (1, C + 1, R', R') ``with_mask``)."""
         c = task_named(self.task).degrade(region, self.draw(rng), generator=rng)
+        if self.then is not None:
+            after = self.then.apply(c.degraded, rng)[1]
+            c = Corrupted(c.clean, after, c.mask)
         if self.with_mask and c.mask is not None:
             return c.clean, torch.cat([c.degraded, 1 - c.mask], dim=1)
         return c.clean, c.degraded

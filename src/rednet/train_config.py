@@ -3,7 +3,7 @@ trains on and the model it builds (the loop is :func:`rednet.train.train`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ class TrainConfig:
     """Everything that defines a training run. CLI flags map one-to-one to these fields.
 
     Attributes:
-        task: "denoise", "sr", "jpeg", "deblur" or "inpaint"; several joined by "," are mixed per patch.
+        task: "denoise", "sr", "jpeg", "deblur" or "inpaint"; several joined by "," are mixed per patch;
+            tasks joined by ">" are applied in turn to one patch (``Corruption.then``), e.g.
+            "denoise>jpeg" (noise, then JPEG) or "deblur>jpeg"; each draws its level from its own field.
         sigma: noise levels on the 0-255 scale, a range "0-75" or a list "10,30,50" (denoise; deblur's
             added noise).
         scale: SR factors, a list such as "2,3,4".
@@ -126,7 +128,7 @@ class TrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        for task in self.tasks:
+        for task in (t for chain in self.chains for t in chain):
             if task not in LEVEL_FIELD:
                 raise ValueError(f"task must be among {', '.join(LEVEL_FIELD)}, got {task!r}")
         inpaint_only = len(self.tasks) == 1 and task_named(self.tasks[0]).masks
@@ -154,28 +156,41 @@ class TrainConfig:
         self.model_config()
 
     @property
+    def chains(self) -> list[list[str]]:
+        """The items of ``task``, each a list of the tasks applied in turn (most are one task)."""
+        return [[t.strip() for t in item.split(">")] for item in self.task.split(",") if item.strip()]
+
+    @property
     def tasks(self) -> list[str]:
-        return [t.strip() for t in self.task.split(",") if t.strip()]
+        """The first task of each item of ``task`` (what validation and the model card go by)."""
+        return [chain[0] for chain in self.chains]
 
     def corruptions(self) -> list[Corruption]:
-        """The training corruptions, one per task."""
+        """The training corruptions: those of each item of ``task``; a chain "a>b" is a's, each followed
+        by b's (``Corruption.then``), every task drawing from its own level field."""
         out = []
-        for task in self.tasks:
-            if task_named(task).masks:
-                for kind in self.damage.split("+"):
-                    kind = kind.strip()
-                    with_mask = self.mask_input or self.output == "damage"  # an input, or the target
-                    if kind in ("text", "strokes", "decoys"):
-                        levels = Levels(values=(0.0,))
-                        out.append(Corruption(task, levels, damage=kind, with_mask=with_mask))
-                    else:
-                        levels = Levels.parse(kind)
-                        out.append(Corruption(task, levels, damage="rate", with_mask=with_mask))
+        for chain in self.chains:
+            tail = None
+            for task in reversed(chain[1:]):
+                tail = replace(self._corruptions(task)[0], then=tail)
+            out += [replace(c, then=tail) for c in self._corruptions(chain[0])]
+        return out
+
+    def _corruptions(self, task: str) -> list[Corruption]:
+        """One task's corruptions: one, or for inpainting one per damage mixed in."""
+        if not task_named(task).masks:
+            spec = getattr(self, LEVEL_FIELD[task])
+            kernel = self.kernel if task_named(task).uses_kernel else ""
+            blur = Levels.parse(self.blur_sigma)
+            return [Corruption(task, Levels.parse(spec), kernel=kernel, blur_sigma=blur)]
+        out = []
+        with_mask = self.mask_input or self.output == "damage"  # an input, or the target
+        for kind in self.damage.split("+"):
+            kind = kind.strip()
+            if kind in ("text", "strokes", "decoys"):
+                out.append(Corruption(task, Levels(values=(0.0,)), damage=kind, with_mask=with_mask))
             else:
-                spec = getattr(self, LEVEL_FIELD[task])
-                kernel = self.kernel if task_named(task).uses_kernel else ""
-                blur = Levels.parse(self.blur_sigma)
-                out.append(Corruption(task, Levels.parse(spec), kernel=kernel, blur_sigma=blur))
+                out.append(Corruption(task, Levels.parse(kind), damage="rate", with_mask=with_mask))
         return out
 
     def model_config(self) -> REDNetConfig:
