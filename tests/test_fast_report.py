@@ -86,3 +86,22 @@ def test_a_fast_model_is_compared_with_the_full_model_of_its_own_channels(tiny_z
     monkeypatch.setattr(zoo, "WEIGHTS", {"dn-rgb": tiny_zoo["dn-rgb"], "g-fast": gray_fast})
     with pytest.raises(ValueError, match="g-fast: no full 1-channel model to compare it with"):
         fast_pairs()
+
+
+def test_fast_report_bf16_scores_both_models_in_bf16(tiny_zoo, data_root, tmp_path):
+    out = tmp_path / "results.md"
+    args = ["report", "fast", "--datasets", "CBSD68", "--levels", "25", "--limit", "1", "--bf16"]
+    assert main([*args, "--size", "16", "--rounds", "1", "--data-root", str(data_root), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "--limit 1 --bf16`" in text and "over the set, bf16," in text
+    config = EvalConfig(
+        task="denoise",
+        dataset="CBSD68",
+        method="rednet",
+        model="dn-rgb-fast",
+        sigma=25,
+        limit=1,
+        data_root=str(data_root),
+        bf16=True,
+    )
+    assert f"| {evaluate(config)['mean']['psnr']:.2f} / " in text

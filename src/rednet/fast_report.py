@@ -5,7 +5,8 @@ layers see a quarter of the pixels. Its full model is the shipped model of the s
 variant without the stride. One run of this report measures both, on the same inputs:
 
 * the PSNR/SSIM of each on every given test set of its task whose protocol channel fits it (a 3-channel
-  model on colour sets, a 1-channel one on Y or gray), at the task's table levels (fp32, as every table);
+  model on colour sets, a 1-channel one on Y or gray), at the task's table levels (fp32, or both models in
+  bf16 with ``bf16``);
 * the seconds of each on one ``size`` x ``size`` photo (scikit-image's astronaut), the two models taking
   turns, in fp32 and, where the CPU has native bfloat16, in bf16 (what ``rednet restore`` runs there).
 
@@ -37,6 +38,8 @@ class FastReport:
         levels: the levels of every table (None = each task's ``table_levels``).
         size: side of the timing photo in pixels.
         rounds: timed rounds per model and precision (each round times the full model, then the fast one).
+        bf16: score both models with bfloat16 autocast (what ``rednet restore`` runs on a CPU with native
+            bf16); False = fp32.
         data_root: where the sets live (see ``rednet.data.data_root``).
     """
 
@@ -45,6 +48,7 @@ class FastReport:
     levels: tuple[int, ...] | None = None
     size: int = 512
     rounds: int = 5
+    bf16: bool = False
     data_root: str | None = None
 
     def __post_init__(self) -> None:
@@ -123,6 +127,7 @@ def run_fast_report(report: FastReport, *, jobs: int = 1, progress: bool = False
                     model=model,
                     data_root=report.data_root,
                     limit=report.limit,
+                    bf16=report.bf16,
                     **{task.level: level},
                 )
                 cells.append((config, model))
@@ -190,8 +195,9 @@ def render_fast_report(result: dict[str, Any], report: FastReport, header: str) 
     lines += [
         "",
         "A fast model strides its first convolution and its last deconvolution by 2, so the layers "
-        "between them see a quarter of the pixels. Cells are mean PSNR (dB) / SSIM over the set, fp32, "
-        "the same seeded inputs for both models (protocol.md); cost = full − fast PSNR.",
+        "between them see a quarter of the pixels. Cells are mean PSNR (dB) / SSIM over the set, "
+        f"{'bf16' if report.bf16 else 'fp32'}, the same seeded inputs for both models (protocol.md); "
+        "cost = full − fast PSNR.",
     ]
     for full, fast in pairs:
         task = WEIGHTS[fast].task

@@ -149,6 +149,7 @@ def _add_report_fast_parser(rep: argparse._SubParsersAction) -> None:
     r.add_argument("--rounds", type=int, default=FAST_DEFAULTS["rounds"], help="timed rounds per model")
     r.add_argument("--limit", type=int, help="only the first N images of each set")
     r.add_argument("--jobs", type=int, default=1, help="cells measured at once, one process each (default 1)")
+    r.add_argument("--bf16", action="store_true", help="score both models in bfloat16 (default fp32)")
     r.add_argument("--data-root", help="where the sets live (default $REDNET_DATA or ../shared/datasets)")
     r.add_argument("-o", "--output", type=Path, default=Path("docs/results.md"), help="file of the section")
     r.add_argument("--json", type=Path, help="also write the measured records as JSON")
@@ -172,11 +173,14 @@ def cmd_report_fast(args: argparse.Namespace) -> int:
         levels=levels,
         size=args.size,
         rounds=args.rounds,
+        bf16=args.bf16,
         data_root=args.data_root,
     )
     command = ["rednet report fast"]
     command += [f"--{k} {getattr(args, k)}" for k, v in FAST_DEFAULTS.items() if getattr(args, k) != v]
     command += [f"--{k} {getattr(args, k)}" for k in ("levels", "limit") if getattr(args, k) is not None]
+    if args.bf16:
+        command.append("--bf16")
     if args.jobs > 1:
         command.append(f"--jobs {args.jobs}")
     result = run_fast_report(report, jobs=args.jobs, progress=args.progress)
