@@ -609,3 +609,30 @@ def test_the_old_mask_flag_of_a_damage_spec_names_its_new_name(command, capsys):
         main([*command, "--mask", "text"])
     assert stop.value.code == 2
     assert "--mask is now --damage" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("task", "flags", "model"),
+    [("denoise", ["--sigma", "25"], "denoise-color-fast"), ("sr", ["--scale", "2"], "sr-fast")],
+)
+def test_restore_fast_runs_the_tasks_shipped_fast_model_and_restores(tmp_path, capsys, task, flags, model):
+    clean = data.astronaut()[100:196, 150:246]  # 96 x 96 RGB
+    source = tmp_path / "clean.png"
+    Image.fromarray(clean).save(source)
+    damaged, out = tmp_path / "damaged.png", tmp_path / "out.png"
+    assert main(["degrade", "--task", task, *flags, str(source), "-o", str(damaged)]) == 0
+    assert main(["restore", "--task", task, *flags, "--fast", str(damaged), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["results"][0]["model"] == model
+    restored = np.asarray(Image.open(out)).astype(np.float64)
+    if task == "sr":  # against the bicubic enlargement of the small image
+        baseline = np.asarray(Image.open(damaged).resize((96, 96), Image.BICUBIC)).astype(np.float64)
+    else:
+        baseline = np.asarray(Image.open(damaged)).astype(np.float64)
+    mse = lambda a: float(((a - clean.astype(np.float64)) ** 2).mean())  # noqa: E731
+    assert mse(restored) < mse(baseline) * 0.9
+
+
+def test_restore_fast_for_a_task_without_a_fast_model_says_so_in_one_line(photo, tmp_path, capsys):
+    assert main(["restore", "--task", "jpeg", "--fast", str(photo), "-o", str(tmp_path / "o.png")]) == 1
+    assert "no shipped fast (strided) model for task 'jpeg' yet" in capsys.readouterr().err

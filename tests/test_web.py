@@ -311,6 +311,15 @@ def test_sr_through_the_api_enlarges_by_its_scale_with_the_shipped_model(client)
     assert Image.open(_io.BytesIO(response.content)).size == (96, 96)
 
 
+@pytest.mark.parametrize(
+    ("task", "fields", "model"), [("denoise", {}, "denoise-color-fast"), ("sr", {"scale": "2"}, "sr-fast")]
+)
+def test_fast_true_restores_with_the_tasks_fast_model(client, task, fields, model):
+    response = post(client, SMALL, task=task, fast="true", **fields)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-rednet-model"] == model
+
+
 def test_a_file_path_from_the_client_is_never_used_as_a_model(client, tmp_path, monkeypatch):
     torch.manual_seed(0)
     weights = zoo.save_weights(tmp_path / "mine.safetensors", REDNet(RED10), {"task": "denoise"})

@@ -43,6 +43,8 @@ rn m-denoise-gray denoise-gray --task denoise --sigma 25 --dataset Set12 --limit
 rn m-denoise-gray-ensemble denoise-gray --task denoise --sigma 50 --dataset Set12 --limit 1 --ensemble
 rn m-denoise-color denoise-color --task denoise --sigma 25 --dataset Set5 --limit 2
 rn m-sr-color sr --task sr --scale 3 --dataset Set5 --limit 2
+rn m-sr-fast sr-fast --task sr --scale 3 --dataset Set5 --limit 2
+rn m-denoise-color-fast denoise-color-fast --task denoise --sigma 25 --dataset Set5 --limit 2
 rn m-sr-gray sr --task sr --scale 2 --dataset Set12 --limit 1
 rn m-jpeg-gray jpeg --task jpeg --quality 10 --dataset Classic5 --limit 2
 rn m-jpeg-color jpeg --task jpeg --quality 10 --dataset Set5 --limit 2

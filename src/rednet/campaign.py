@@ -69,39 +69,30 @@ VAL_FOLDER = "train/BSDS500/test"
 VAL_LIMIT = 8
 """Validation uses the first 8 of them, as every shipped card did."""
 
+_DENOISE_COLOR = TrainConfig(
+    task="denoise",
+    sigma="0-75",
+    channel="rgb",
+    data="train/BSDS500/train",
+    val_level="25",
+    color_jitter=True,
+    patches_on_device=True,
+)
+_JPEG = TrainConfig(task="jpeg", quality="5-95", channel="y", data="train/BSDS500/train", val_level="10")
+_SR = TrainConfig(task="sr", scale="2,3,4", channel="y", data="train/T91,train/BSDS500/train", val_level="3")
+
 JOBS: dict[str, TrainConfig] = {
     # What each shipped model restores and learns from, as in its card's command; gpu_recipe sets the rest.
     # The denoisers' batches are made on the GPU (rednet.device_patches), the others' by loader processes.
-    "denoise-gray": TrainConfig(
-        task="denoise",
-        sigma="0-75",
-        channel="gray",
-        data="train/BSDS500/train",
-        val_level="25",
-        patches_on_device=True,
-    ),
+    "denoise-gray": replace(_DENOISE_COLOR, channel="gray", color_jitter=False),
     # The colour models also see new colours (channel order, saturation): BSDS's alone do not carry over.
-    "denoise-color": TrainConfig(
-        task="denoise",
-        sigma="0-75",
-        channel="rgb",
-        data="train/BSDS500/train",
-        val_level="25",
-        color_jitter=True,
-        patches_on_device=True,
-    ),
-    "sr": TrainConfig(
-        task="sr", scale="2,3,4", channel="y", data="train/T91,train/BSDS500/train", val_level="3"
-    ),
-    "jpeg": TrainConfig(task="jpeg", quality="5-95", channel="y", data="train/BSDS500/train", val_level="10"),
-    "jpeg-color": TrainConfig(
-        task="jpeg",
-        quality="5-95",
-        channel="rgb",
-        data="train/BSDS500/train",
-        val_level="10",
-        color_jitter=True,
-    ),
+    "denoise-color": _DENOISE_COLOR,
+    "sr": _SR,
+    "jpeg": _JPEG,
+    "jpeg-color": replace(_JPEG, channel="rgb", color_jitter=True),
+    # The fast (strided) variants, after the main models (issue 30), from their own shipped weights.
+    "denoise-color-fast": replace(_DENOISE_COLOR, stride=2),
+    "sr-fast": replace(_SR, stride=2),
 }
 """The models a lease can retrain, by shipped name, in the campaign's order of priority."""
 

@@ -197,7 +197,9 @@ def render_fast_report(result: dict[str, Any], report: FastReport, header: str) 
         "A fast model strides its first convolution and its last deconvolution by 2, so the layers "
         "between them see a quarter of the pixels. Cells are mean PSNR (dB) / SSIM over the set, "
         f"{'bf16' if report.bf16 else 'fp32'}, the same seeded inputs for both models (protocol.md); "
-        "cost = full − fast PSNR.",
+        "cost = full − fast PSNR. Compare the patches in the lines above: a fast model that trained on "
+        "more patches than its full model can score above it (a negative cost), which is its extra "
+        "training, not the stride.",
     ]
     for full, fast in pairs:
         task = WEIGHTS[fast].task

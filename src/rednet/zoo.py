@@ -65,8 +65,12 @@ WEIGHTS: dict[str, ModelEntry] = {
     # Blind denoisers, sigma 0-75, trained on CPU (see their cards for the runs and their cost).
     "denoise-gray": ModelEntry("denoise-gray.safetensors", task="denoise", channels=1),
     "denoise-color": ModelEntry("denoise-color.safetensors", task="denoise", channels=3),
+    # Fast (strided) variants: the first convolution and the last deconvolution stride by 2 (``--fast``);
+    # docs/results.md's fast section gives their speed-up and PSNR cost against the full models.
+    "denoise-color-fast": ModelEntry("denoise-color-fast.safetensors", task="denoise", channels=3, fast=True),
     # One super-resolution model for x2, x3 and x4, on Y (colour images: Cb and Cr are bicubic).
     "sr": ModelEntry("sr.safetensors", task="sr", channels=1),
+    "sr-fast": ModelEntry("sr-fast.safetensors", task="sr", channels=1, fast=True),
     # Blind JPEG deblocking, q 5-95: on Y / gray, and on RGB for colour JPEGs (4:2:0).
     "jpeg": ModelEntry("jpeg.safetensors", task="jpeg", channels=1),
     "jpeg-color": ModelEntry("jpeg-color.safetensors", task="jpeg", channels=3),
