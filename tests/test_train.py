@@ -15,6 +15,7 @@ from skimage import data
 
 from rednet.cli import main
 from rednet.data import Corruption, Levels, PatchDataset, load_training_images
+from rednet.export import export_run
 from rednet.model import REDNet
 from rednet.train import load_checkpoint, train
 from rednet.train_config import TrainConfig
@@ -583,3 +584,34 @@ def test_a_chain_of_tasks_applies_them_in_turn_to_one_patch_noise_then_jpeg(imag
         tiny(images, task="denoise>sr")
     run = train(dataclasses.replace(config, steps=2), tmp_path / "run", progress=False)  # the engine takes it
     assert load_checkpoint(run / "last.pt")["step"] == 2
+
+
+def test_a_mixed_run_gives_deblur_its_own_noise_and_its_card_records_every_tasks_levels(images, tmp_path):
+    """The all-corruption model: light noise on its blurs (``deblur_sigma``) while its denoising patches draw
+    from ``sigma``; its card lists the levels of every task it trained on, not only the first's."""
+    config = tiny(
+        images,
+        task="denoise,deblur>jpeg,deblur>denoise",
+        sigma="50",
+        deblur_sigma="2.55",
+        kernel="gaussian-family",
+        quality="10",
+        channel="rgb",
+    )
+    noise, blur_jpeg, blur_noise = config.corruptions()
+    assert noise.levels.values == (50.0,) and blur_jpeg.levels.values == (2.55,)
+    assert (blur_noise.task, blur_noise.levels.values, blur_noise.then.levels.values) == (
+        "deblur",
+        (2.55,),
+        (50.0,),
+    )
+    assert dataclasses.replace(config, deblur_sigma="").corruptions()[1].levels.values == (50.0,)
+    run = train(dataclasses.replace(config, steps=2), tmp_path / "run", progress=False)
+    card = json.loads(export_run(run, tmp_path / "every.safetensors").with_suffix(".json").read_text())
+    assert card["levels"] == {
+        "sigma": "50",
+        "kernel": "gaussian-family",
+        "deblur_sigma": "2.55",
+        "blur_sigma": "0.5-3",
+        "quality": "10",
+    }

@@ -36,13 +36,20 @@ def _lineage(meta: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _card_levels(config: Any) -> list[str]:
-    """The ``TrainConfig`` fields a model card records as its levels, for the run's (first) task."""
-    task = task_named(config.tasks[0])
-    if task.uses_kernel:
-        return ["kernel", "sigma"] + (["blur_sigma"] if config.kernel == "gaussian-family" else [])
-    if task.masks:
-        return ["damage", "mask_input"] + (["output"] if config.output != "image" else [])
-    return [task.train_level]
+    """The ``TrainConfig`` fields a model card records as its levels: those of every task the run trains
+    (a mixed or chained run, such as the all-corruption model, records them all), in the run's order."""
+    out: list[str] = []
+    for name in dict.fromkeys(t for chain in config.chains for t in chain):
+        task = task_named(name)
+        if task.uses_kernel:
+            noise = "deblur_sigma" if config.deblur_sigma else "sigma"
+            fields = ["kernel", noise] + (["blur_sigma"] if config.kernel == "gaussian-family" else [])
+        elif task.masks:
+            fields = ["damage", "mask_input"] + (["output"] if config.output != "image" else [])
+        else:
+            fields = [task.train_level]
+        out += [f for f in fields if f not in out]
+    return out
 
 
 def _read_log(run_dir: Path) -> list[dict[str, Any]]:

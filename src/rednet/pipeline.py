@@ -101,7 +101,7 @@ def restore_image(
     model: REDNet,
     x: Tensor,
     info: ImageInfo,
-    task: Task,
+    task: Task | None,
     level: Any,
     *,
     detector: REDNet | None = None,
@@ -118,7 +118,8 @@ def restore_image(
         model: the model that restores.
         x: the image as read (``rednet.io.read_image``).
         info: its file info (alpha channel, bit depth, format), carried to the result.
-        task: the task; its pre-restore step runs first (SR: bicubic up by ``level``, the scale).
+        task: the task; its pre-restore step runs first (SR: bicubic up by ``level``, the scale). None: a
+            model for any damage (``zoo.ANY_TASK``) restores the image as it is.
         level: the task's level (``--scale`` for SR; unused by the others' pre-restore step).
         detector: blind inpainting: the damage model that finds the mask ``model`` fills.
         mask: the damage mask (1, 1, H, W), 1 = damaged, for a mask-aware model (ignored with
@@ -126,11 +127,13 @@ def restore_image(
         tile, ensemble, bf16, on_tile: as :func:`rednet.infer.restore`.
         on_damage: called with the found mask before the model fills it (``restore --save-mask``).
     """
-    x = task.pre_restore(x, level)
-    alpha = None if info.alpha is None else task.pre_restore(info.alpha, level).clamp(0, 1)
+    if task is not None:
+        x = task.pre_restore(x, level)
+        if info.alpha is not None:
+            info = replace(info, alpha=task.pre_restore(info.alpha, level).clamp(0, 1))
     if detector is not None:
         mask = find_damage(detector, x, tile=tile, bf16=bf16)
         if on_damage is not None:
             on_damage(mask)
     y = restore(model, x, mask=mask, tile=tile, ensemble=ensemble, bf16=bf16, on_tile=on_tile)
-    return Restored(y, replace(info, alpha=alpha), x, mask)
+    return Restored(y, info, x, mask)

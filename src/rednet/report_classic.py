@@ -13,7 +13,13 @@ from rednet.tasks import task_named
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClassicReport", "render_classic_report", "run_classic_report", "tune_deconvolution"]
+__all__ = [
+    "ClassicReport",
+    "render_classic_report",
+    "run_classic_report",
+    "setting_levels",
+    "tune_deconvolution",
+]
 
 
 CLASSIC_METHODS = {
@@ -69,22 +75,28 @@ class ClassicReport:
 
     def levels(self, setting: str) -> dict[str, Any]:
         """The EvalConfig fields of one column (validated)."""
-        from rednet.evaluate import kernel_by_name, parse_damage
+        return setting_levels(self.task, setting)
 
-        if task_named(self.task).masks:
-            parse_damage(setting)
-            return {"damage": setting}
-        kernel, _, sigma = setting.partition(":")
-        try:
-            value = float(sigma or 0)
-            kernel_by_name(kernel)
-        except ValueError:
-            value = -1.0
-        if value < 0:
-            raise ValueError(
-                f"deblur settings look like 'gaussian:2.55', 'disk:0' or 'gaussian-2.4:2.55', got {setting!r}"
-            )
-        return {"kernel": kernel, "sigma": value}
+
+def setting_levels(task: str, setting: str) -> dict[str, Any]:
+    """The EvalConfig fields of one deblurring or inpainting column ("gaussian:2.55", "text", "0.5"),
+    validated: {"kernel", "sigma"} or {"damage"}."""
+    from rednet.evaluate import kernel_by_name, parse_damage
+
+    if task_named(task).masks:
+        parse_damage(setting)
+        return {"damage": setting}
+    kernel, _, sigma = setting.partition(":")
+    try:
+        value = float(sigma or 0)
+        kernel_by_name(kernel)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ValueError(
+            f"deblur settings look like 'gaussian:2.55', 'disk:0' or 'gaussian-2.4:2.55', got {setting!r}"
+        )
+    return {"kernel": kernel, "sigma": value}
 
 
 def _classic_model(task: str, method: str, setting: dict[str, Any]) -> str | None:

@@ -30,7 +30,10 @@ class TrainConfig:
             tasks joined by ">" are applied in turn to one patch (``Corruption.then``), e.g.
             "denoise>jpeg" (noise, then JPEG) or "deblur>jpeg"; each draws its level from its own field.
         sigma: noise levels on the 0-255 scale, a range "0-75" or a list "10,30,50" (denoise; deblur's
-            added noise).
+            added noise unless ``deblur_sigma`` is given).
+        deblur_sigma: deblur's added noise on the 0-255 scale, when a run that mixes tasks needs it to
+            differ from ``sigma`` (the all-corruption model: light noise on its blurs, "0-2.55", while its
+            denoising patches draw from "0-75"); "" = ``sigma``.
         scale: SR factors, a list such as "2,3,4".
         quality: JPEG qualities, a range "5-95" or a list.
         kernel: deblur kernel, "gaussian" (25x25, sigma 1.6), "disk" (radius 7) or "gaussian-family" (a
@@ -84,6 +87,7 @@ class TrainConfig:
 
     task: str = "denoise"
     sigma: str = "0-75"
+    deblur_sigma: str = ""
     scale: str = "2,3,4"
     quality: str = "5-95"
     kernel: str = "gaussian"
@@ -180,6 +184,8 @@ class TrainConfig:
         """One task's corruptions: one, or for inpainting one per damage mixed in."""
         if not task_named(task).masks:
             spec = getattr(self, LEVEL_FIELD[task])
+            if task_named(task).uses_kernel and self.deblur_sigma:
+                spec = self.deblur_sigma
             kernel = self.kernel if task_named(task).uses_kernel else ""
             blur = Levels.parse(self.blur_sigma)
             return [Corruption(task, Levels.parse(spec), kernel=kernel, blur_sigma=blur)]

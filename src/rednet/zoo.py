@@ -24,9 +24,11 @@ from rednet.model import REDNet, REDNetConfig
 from rednet.tasks import task_named
 
 __all__ = [
+    "ANY_TASK",
     "WEIGHTS",
     "ModelEntry",
     "card_summary",
+    "card_tasks",
     "default_model",
     "load",
     "load_weights",
@@ -47,7 +49,7 @@ class ModelEntry:
 
     Attributes:
         file: weights file name (fp16 safetensors; its card is the ``.json`` beside it).
-        task: the task it restores.
+        task: the task it restores, or :data:`ANY_TASK` for the all-corruption model.
         channels: 1 (gray / Y) or 3 (RGB).
         fast: the strided variant (``--fast``).
         variant: what else picks it: deblur, the kernel it was trained for ("gaussian", "disk"; "" = a blind
@@ -60,6 +62,11 @@ class ModelEntry:
     fast: bool = False
     variant: str = ""
 
+
+ANY_TASK = "any"
+"""``ModelEntry.task`` of the all-corruption model: one model for the damage of every task, alone or mixed
+(noise then JPEG, blur then noise); ``rednet restore`` runs it with a task's pre-restore step (``--task sr
+--scale 2``) or without one (no ``--task``)."""
 
 WEIGHTS: dict[str, ModelEntry] = {
     # Blind denoisers, sigma 0-75, trained on CPU (see their cards for the runs and their cost).
@@ -127,9 +134,16 @@ def detect_and_fill() -> tuple[str, str] | None:
     found = {
         e.variant: n
         for n, e in WEIGHTS.items()
-        if task_named(e.task).masks and e.variant in ("detect", "mask")
+        if e.task != ANY_TASK and task_named(e.task).masks and e.variant in ("detect", "mask")
     }
     return (found["detect"], found["mask"]) if len(found) == 2 else None
+
+
+def card_tasks(card: dict[str, Any]) -> list[str]:
+    """The tasks a model card's run trained on, in its order: ``["denoise"]``, or for a run that mixed
+    tasks (``--task "denoise,sr,deblur>jpeg"``) each task once; [] for a card that names none."""
+    items = str(card.get("task") or "").replace(">", ",").split(",")
+    return list(dict.fromkeys(t.strip() for t in items if t.strip()))
 
 
 def load(name_or_path: str | Path, *, device: str | torch.device = "cpu") -> REDNet:

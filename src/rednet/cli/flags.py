@@ -29,7 +29,11 @@ class Renamed(argparse.Action):
 
 def add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> None:
     """--task and each task's level flags; ``mask_file``: restore's --kernel and --mask (a mask file)."""
-    p.add_argument("--task", required=True, choices=list(TASK_NAMES), help=TASK_HELP)
+    if mask_file:  # restore: no task = a model for any damage (zoo.ANY_TASK), as it is, no enlargement
+        help = f"{TASK_HELP}; leave it out for a model that restores any damage (--model restore-any)"
+        p.add_argument("--task", choices=list(TASK_NAMES), help=help)
+    else:
+        p.add_argument("--task", required=True, choices=list(TASK_NAMES), help=TASK_HELP)
     p.add_argument(
         "--sigma", type=float, help="noise std on the 0-255 scale (denoise; added noise for deblur)"
     )

@@ -16,6 +16,7 @@ import torch
 from rednet.cli.flags import add_device_flags, add_level_flags
 from rednet.cli.targets import check_targets, existing_paths
 from rednet.devices import choose_device, use_bf16
+from rednet.tasks import TASK_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +92,8 @@ def _blind_inpainting(args: argparse.Namespace) -> bool:
     """Whether ``restore`` inpaints without being told where the damage is (and so finds it first)."""
     from rednet.tasks import task_named
 
+    if args.task is None:
+        return False
     return task_named(args.task).masks and args.mask is None and not (args.model or args.weights or args.fast)
 
 
@@ -107,18 +110,21 @@ def _restore_model(args: argparse.Namespace, channels: int, device: torch.device
         if model.config.output != "image":
             raise ValueError(f"{args.weights} finds damage, it does not restore")
         return model, None
-    choice = pipeline.choose_models(
-        task_named(args.task),
-        channels,
-        model=args.model,
-        fast=args.fast,
-        kernel=args.kernel,
-        masked=args.mask is not None,
-    )
+    if args.task is None:  # _check_flags made sure that --model names a model for any damage
+        choice = pipeline.Choice(args.model)
+    else:
+        choice = pipeline.choose_models(
+            task_named(args.task),
+            channels,
+            model=args.model,
+            fast=args.fast,
+            kernel=args.kernel,
+            masked=args.mask is not None,
+        )
     detector = None if choice.detector is None else zoo.load(choice.detector, device=device)
     name = choice.model
     model = zoo.load(name, device=device)
-    if model.card.get("task", args.task).split(",")[0] != args.task:
+    if args.task is not None and args.task not in (zoo.card_tasks(model.card) or [args.task]):
         raise ValueError(f"model {name} restores {model.card.get('task')}, not {args.task}")
     if model.config.output != "image":
         raise ValueError(
@@ -132,7 +138,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     rank r of w takes every w-th file) and print the summary."""
     from rednet.tasks import task_named
 
-    task = task_named(args.task)
+    task = None if args.task is None else task_named(args.task)
     _check_flags(args, task)
     files, plan = _plan_outputs(args)
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
@@ -148,9 +154,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _check_flags(args: argparse.Namespace, task) -> None:
-    """Refuse flags that do not go with the task, before any work."""
+    """Refuse flags that do not go with the task, before any work; no task needs a model for any damage."""
     from rednet import zoo
 
+    if task is None:
+        anything = [n for n, e in zoo.WEIGHTS.items() if e.task == zoo.ANY_TASK]
+        if args.weights is None and (args.model not in anything or args.fast):
+            hint = f", or --model {anything[0]} (one model for any damage)" if anything else ""
+            raise ValueError(f"give --task ({', '.join(TASK_NAMES)}){hint}")
+        for flag in ("scale", "mask", "kernel", "save_mask"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} goes with a --task")
+        return
     if task.restore_level.required and getattr(args, task.level) is None:
         raise ValueError(f"task {task.name!r} needs --{task.level} (the factor to enlarge by)")
     if args.mask is not None and not task.masks:
@@ -298,7 +313,7 @@ def _restore_file(
         x,
         info,
         task,
-        getattr(args, task.restore_level.name) if task.restore_level.name else None,
+        getattr(args, task.restore_level.name) if task and task.restore_level.name else None,
         detector=detector,
         mask=mask,
         tile=args.tile or "auto",
@@ -343,7 +358,7 @@ def _print_summary(
         "processes": processes,
         "bf16": bf16,
         "device": str(device),
-        **({"sigma": args.sigma, "sigma_used": False} if task.level == "sigma" else {}),
+        **({"sigma": args.sigma, "sigma_used": False} if task and task.level == "sigma" else {}),
         "results": results,
     }
     if args.json:

@@ -90,7 +90,7 @@ def _check_form(form: RestoreForm) -> None:
     if form.model is not None:
         if form.model not in zoo.WEIGHTS:
             raise HTTPException(422, f"unknown model {_shown(form.model)}; {_available()}")
-        if zoo.WEIGHTS[form.model].task != form.task:
+        if zoo.WEIGHTS[form.model].task not in (form.task, zoo.ANY_TASK):
             raise HTTPException(
                 422, f"model {form.model} restores {zoo.WEIGHTS[form.model].task}, not {form.task}"
             )
