@@ -58,7 +58,7 @@ def test_any_report_scores_both_models_on_each_tasks_table_and_gives_the_cost(an
     assert "| `every` | " in text and f"{shown['every']:.2f} / " in text
     psnr = {(c["dataset"], c["setting"], c["role"]): c["psnr"] for c in cells if c["task"] == "sr"}
     worst = max(psnr[(d, s, "own")] - psnr[(d, s, "any")] for d, s, _ in psnr)  # over Set5 and Set14
-    assert f"| sr | {worst:+.2f} |" in text
+    assert f"| sr | {worst:+.2f} | Set" in text
     assert "Every task within 0.5 dB: **" in text
 
 

@@ -77,6 +77,13 @@ def test_committed_results_name_a_valid_command_per_section_and_cover_its_scope(
             for full, fast in fast_pairs():
                 assert f"### `{fast}` against `{full}`" in section and f"| `{fast}` | fp32 |" in section
             continue
+        if args.what == "any":  # the all-corruption model against each task's own model, on every table
+            from rednet.any_report import AnyReport
+
+            for table in AnyReport().tables:
+                assert f"### {table.task}: {table.dataset} (" in section
+            assert "### The cost per task" in section
+            continue
         levels = {
             "denoise": ("sigmas", "σ = {} |"),
             "sr": ("scales", "×{} |"),
