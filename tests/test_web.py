@@ -113,7 +113,8 @@ def test_models_lists_the_shipped_models_with_cards_tasks_and_limits(make_client
     assert all(
         m["card"]["architecture"]["depth"] == 30 or m["name"] == "inpaint-detect" for m in body["models"]
     )
-    assert set(body["tasks"]) == {e.task for e in zoo.WEIGHTS.values()}  # only what has a model
+    # only what has a model of its own (the all-corruption model is named: model=restore-any)
+    assert set(body["tasks"]) == {e.task for e in zoo.WEIGHTS.values()} - {zoo.ANY_TASK}
     full = [n for n in body["tasks"]["denoise"]["models"] if not zoo.WEIGHTS[n].fast]
     assert full == ["denoise-gray", "denoise-color"]
     for task, listed in body["tasks"].items():
@@ -143,6 +144,15 @@ def test_restore_denoises_a_gray_upload_with_timing_headers_and_a_safe_name(clie
     restored = decode(response.content)
     assert restored.shape == clean.shape
     assert psnr(restored, clean) > psnr(noisy, clean) + 3
+
+
+def test_the_all_corruption_model_restores_any_task_when_named(client):
+    clean, noisy = noisy_gray(96)
+    response = post(client, png(noisy), task="denoise", model="restore-any")
+    assert response.status_code == 200 and response.headers["x-rednet-model"] == "restore-any"
+    assert psnr(decode(response.content), clean) > psnr(noisy, clean) + 3
+    response = post(client, png(clean[::2, ::2]), task="sr", scale="2", model="restore-any")
+    assert response.status_code == 200 and decode(response.content).shape == clean.shape
 
 
 def test_restore_keeps_colour_alpha_and_returns_the_input_format_on_request(client):

@@ -93,6 +93,9 @@ WEIGHTS: dict[str, ModelEntry] = {
     "inpaint-mask": ModelEntry("inpaint-mask.safetensors", task="inpaint", channels=3, variant="mask"),
     # Blind inpainting in two steps: this damage model (a RED20) finds the damage, inpaint-mask fills it.
     "inpaint-detect": ModelEntry("inpaint-detect.safetensors", task="inpaint", channels=3, variant="detect"),
+    # One RGB RED30 for every task's damage, alone and mixed (noise then JPEG, blur then JPEG, blur then
+    # noise): --model restore-any, with or without --task; docs/results.md's any section gives its cost.
+    "restore-any": ModelEntry("restore-any.safetensors", task=ANY_TASK, channels=3),
 }
 """The shipped models by name (their model cards are the ``.json`` files in ``weights/``)."""
 
