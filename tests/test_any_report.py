@@ -45,7 +45,12 @@ def test_any_report_scores_both_models_on_each_tasks_table_and_gives_the_cost(an
     assert "### denoise: CBSD68 (1 images, RGB)" in text and "### sr: Set5 (1 images, Y)" in text
     cells = json.loads(records.read_text())["cells"]
     assert [(c["task"], c["dataset"]) for c in cells][:2] == [("denoise", "CBSD68")] * 2
-    assert {(c["role"], c["model"]) for c in cells} == {("own", "dn"), ("own", "up"), ("any", "every")}
+    assert {(c["role"], c["model"]) for c in cells} == {
+        ("input", None),
+        ("own", "dn"),
+        ("own", "up"),
+        ("any", "every"),
+    }
     # the figures are those of rednet eval on the same inputs, and cost = own - all-corruption
     shown = {}
     for model in ("up", "every"):
@@ -53,13 +58,27 @@ def test_any_report_scores_both_models_on_each_tasks_table_and_gives_the_cost(an
         shown[model] = evaluate(EvalConfig(**{**config.__dict__, "data_root": str(data_root)}))["mean"][
             "psnr"
         ]
+    bicubic = EvalConfig(
+        task="sr", dataset="Set5", method="bicubic", scale=3, limit=1, data_root=str(data_root)
+    )
+    shown["input"] = evaluate(bicubic)["mean"]["psnr"]
     row = re.search(r"^### sr: Set5.*?\| cost \(dB\) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", text, re.M | re.S)
     assert row is not None and row.group(2).strip() == f"{shown['up'] - shown['every']:+.2f}"
+    # the input row is the bicubic enlargement, and the gain is the all-corruption model's over it
+    assert re.search(rf"^\| input \(bicubic\) \| [^|]+ \| {shown['input']:.2f} / ", text, re.M)
+    gain = re.search(
+        r"^### sr: Set5.*?\| gain over the input \(dB\) \| [^|]+ \| ([^|]+) \|", text, re.M | re.S
+    )
+    assert gain is not None and gain.group(1).strip() == f"{shown['every'] - shown['input']:+.2f}"
     assert "| `every` | " in text and f"{shown['every']:.2f} / " in text
     psnr = {(c["dataset"], c["setting"], c["role"]): c["psnr"] for c in cells if c["task"] == "sr"}
     worst = max(psnr[(d, s, "own")] - psnr[(d, s, "any")] for d, s, _ in psnr)  # over Set5 and Set14
     assert f"| sr | {worst:+.2f} | Set" in text
     assert "Every task within 0.5 dB: **" in text
+    least = min(psnr[(d, s, "any")] - psnr[(d, s, "input")] for d, s, _ in psnr)
+    assert re.search(rf"^\| sr \| [^|]+ \| [^|]+ \| {least:+.2f} \| Set", text, re.M)
+    harm = re.search(r"leaves the image worse than the input on: (.*)\.$", text, re.M)
+    assert (harm is not None and "sr (" in harm.group(1)) == (least < 0)
 
 
 def test_any_report_without_an_all_corruption_model_is_a_one_line_error(any_zoo, monkeypatch, capsys):

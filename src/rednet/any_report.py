@@ -8,6 +8,10 @@ one of T's test sets (protocol.md), so that
 
     cost = the task's own model's PSNR - the all-corruption model's PSNR (dB), per column.
 
+Each table also scores the input as it is (method "identity": the damaged image, for SR its bicubic
+enlargement), so that the all-corruption model's gain over doing nothing shows where it helps and where
+it makes the image worse.
+
 The all-corruption model gets each task's pre-restore step (SR's bicubic enlargement), as
 ``rednet restore --task sr --scale 2 --model restore-any`` does; a gray or Y image is given to it as three
 equal channels and its output averaged back (``rednet.infer.restore``).
@@ -124,8 +128,12 @@ def own_choice(table: AnyTable):
     return choose_models(task_named(table.task), 3 if scored_channel(table) == "rgb" else 1)
 
 
+ROLES = ("input", "own", "any")
+"""The rows of each table: the input as it is, the task's own model, the all-corruption model."""
+
+
 def _cells(report: AnyReport) -> list[tuple[Any, str]]:
-    """(EvalConfig, role) of every cell, table by table, column by column: "own" then "any"."""
+    """(EvalConfig, role) of every cell, table by table, column by column, in the order of ``ROLES``."""
     from rednet.evaluate import EvalConfig
 
     every = report.any_model()
@@ -133,11 +141,12 @@ def _cells(report: AnyReport) -> list[tuple[Any, str]]:
     for table in report.tables:
         own = own_choice(table)
         for setting in table.settings:
-            for role, model, detector in (("own", own.model, own.detector), ("any", every, None)):
+            rows = (("input", None, None), ("own", own.model, own.detector), ("any", every, None))
+            for role, model, detector in rows:
                 config = EvalConfig(
                     task=table.task,
                     dataset=table.dataset,
-                    method="rednet",
+                    method="identity" if model is None else "rednet",
                     model=model,
                     detector=detector,
                     channel=table.channel,
@@ -156,13 +165,13 @@ def run_any_report(report: AnyReport, *, jobs: int = 1, progress: bool = False) 
     Returns:
         ``{"model": the all-corruption model, "cells": [record, ...]}``: a record per cell, as
         :func:`rednet.report.measure_cell` gives it (dataset, model, detector, psnr, ssim, images, ...)
-        with the cell's ``task``, ``setting`` and ``role`` ("own" or "any") added, in table order.
+        with the cell's ``task``, ``setting`` and ``role`` (one of ``ROLES``) added, in table order.
     """
     from rednet.report import run_cells
 
     cells = _cells(report)
     records = run_cells(cells, jobs, progress)
-    columns = [(t.task, s) for t in report.tables for s in t.settings for _ in ("own", "any")]
+    columns = [(t.task, s) for t in report.tables for s in t.settings for _ in ROLES]
     for record, (task, setting), (_, role) in zip(records, columns, cells, strict=True):
         record.update(task=task, setting=setting, role=role)
     return {"model": report.any_model(), "cells": records}
@@ -180,8 +189,18 @@ def _label(task_name: str, setting: str) -> str:
 
 
 def _who(record: dict[str, Any]) -> str:
+    if record["role"] == "input":
+        return "input (bicubic)" if task_named(record["task"]).enlarges else "input"
     detector = record.get("detector")
     return f"`{detector}` + `{record['model']}`" if detector else f"`{record['model']}`"
+
+
+def _harm_line(every: str, least: dict[str, tuple[float, str]]) -> str:
+    """The sentence that says on which tasks the all-corruption model leaves an image worse than it was."""
+    harmed = [f"{task} ({where}: {gain:+.2f} dB)" for task, (gain, where) in least.items() if gain < 0]
+    if not harmed:
+        return f"`{every}` improves on the input in every column."
+    return f"`{every}` leaves the image worse than the input on: " + "; ".join(harmed) + "."
 
 
 def render_any_report(result: dict[str, Any], report: AnyReport, header: str) -> str:
@@ -192,7 +211,10 @@ def render_any_report(result: dict[str, Any], report: AnyReport, header: str) ->
     by_cell = {(r["task"], r["dataset"], r["channel"], r["setting"], r["role"]): r for r in records}
     lines = [header, "", "## One model for every corruption against each task's own model", ""]
     lines += model_lines(
-        sorted({r["model"] for r in records} | {r["detector"] for r in records if r.get("detector")})
+        sorted(
+            {r["model"] for r in records if r["model"]}
+            | {r["detector"] for r in records if r.get("detector")}
+        )
     )
     lines += [
         "",
@@ -200,9 +222,12 @@ def render_any_report(result: dict[str, Any], report: AnyReport, header: str) ->
         f"PSNR (dB) / SSIM over the set, {'bf16' if report.bf16 else 'fp32'}, 8-bit outputs, the same "
         "seeded inputs for both models (protocol.md). The task's own model is what `rednet restore --task T` "
         f"picks; `{every}` is given the same pre-restore step (SR's bicubic enlargement) and, on a Y or "
-        "gray table, the image as three equal channels. cost = own − all-corruption PSNR (dB).",
+        "gray table, the image as three equal channels. The input row scores the damaged image as it is (SR: "
+        "its bicubic enlargement). cost = own − all-corruption PSNR (dB); gain = all-corruption − input PSNR "
+        "(dB), negative where the model makes the image worse.",
     ]
     worst: dict[str, tuple[float, str]] = {}  # task -> (its largest cost, where)
+    least: dict[str, tuple[float, str]] = {}  # task -> (the all-corruption model's least gain, where)
     for table in report.tables:
 
         def cell(setting: str, role: str, table: AnyTable = table) -> dict[str, Any]:
@@ -218,23 +243,31 @@ def render_any_report(result: dict[str, Any], report: AnyReport, header: str) ->
             "| model | " + " | ".join(labels) + " |",
             "|---" * (len(labels) + 1) + "|",
         ]
-        for role in ("own", "any"):
+        for role in ROLES:
             row = [cell(s, role) for s in table.settings]
             cells = " | ".join(f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in row)
             lines.append(f"| {'own: ' if role == 'own' else ''}{_who(row[0])} | {cells} |")
         costs = [cell(s, "own")["psnr"] - cell(s, "any")["psnr"] for s in table.settings]
+        gains = [cell(s, "any")["psnr"] - cell(s, "input")["psnr"] for s in table.settings]
         lines.append("| cost (dB) | " + " | ".join(f"{c:+.2f}" for c in costs) + " |")
-        for cost, label in zip(costs, labels, strict=True):
+        lines.append("| gain over the input (dB) | " + " | ".join(f"{g:+.2f}" for g in gains) + " |")
+        for cost, gain, label in zip(costs, gains, labels, strict=True):
+            where = f"{table.dataset} ({channel}), {label}"
             if table.task not in worst or cost > worst[table.task][0]:
-                worst[table.task] = (cost, f"{table.dataset} ({channel}), {label}")
+                worst[table.task] = (cost, where)
+            if table.task not in least or gain < least[table.task][0]:
+                least[table.task] = (gain, where)
     lines += [
         "",
-        "### The cost per task (the largest over its columns)",
+        "### The cost per task (the largest over its columns), and the least gain over the input",
         "",
-        "| task | cost (dB) | where |",
-        "|---|---|---|",
+        "| task | cost (dB) | where | least gain (dB) | where |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {task} | {cost:+.2f} | {where} |" for task, (cost, where) in worst.items()]
+    lines += [
+        f"| {task} | {cost:+.2f} | {where} | {least[task][0]:+.2f} | {least[task][1]} |"
+        for task, (cost, where) in worst.items()
+    ]
     within = all(cost <= COST_LIMIT_DB for cost, _ in worst.values())
     lines += [
         "",
@@ -245,6 +278,8 @@ def render_any_report(result: dict[str, Any], report: AnyReport, header: str) ->
             else f" — `{every}` ships under its own name (`rednet restore --model {every}`, with or without "
             "`--task`); each task keeps its own model as the default."
         ),
+        "",
+        _harm_line(every, least),
         "",
         "Every PSNR and SSIM above is reproduced exactly by the command.",
         "",
