@@ -100,13 +100,13 @@ class AnyReport:
         return [t for t in ANY_TABLES if not self.tasks or t.task in self.tasks]
 
     def any_model(self) -> str:
-        from rednet.zoo import ANY_TASK, WEIGHTS
+        from rednet.zoo import any_damage_models
 
+        found = any_damage_models()
         if self.model is not None:
-            if WEIGHTS.get(self.model) is None or WEIGHTS[self.model].task != ANY_TASK:
+            if self.model not in found:
                 raise ValueError(f"{self.model!r} is not a shipped all-corruption model (rednet models)")
             return self.model
-        found = [n for n, e in WEIGHTS.items() if e.task == ANY_TASK]
         if not found:
             raise ValueError("no all-corruption model is shipped; nothing to compare")
         return found[0]
@@ -132,11 +132,11 @@ ROLES = ("input", "own", "any")
 """The rows of each table: the input as it is, the task's own model, the all-corruption model."""
 
 
-def _cells(report: AnyReport) -> list[tuple[Any, str]]:
-    """(EvalConfig, role) of every cell, table by table, column by column, in the order of ``ROLES``."""
+def _cells(report: AnyReport, every: str) -> list[tuple[Any, str]]:
+    """(EvalConfig, role) of every cell, table by table, column by column, in the order of ``ROLES``;
+    ``every`` is the all-corruption model."""
     from rednet.evaluate import EvalConfig
 
-    every = report.any_model()
     cells = []
     for table in report.tables:
         own = own_choice(table)
@@ -169,12 +169,13 @@ def run_any_report(report: AnyReport, *, jobs: int = 1, progress: bool = False) 
     """
     from rednet.report import run_cells
 
-    cells = _cells(report)
+    every = report.any_model()
+    cells = _cells(report, every)
     records = run_cells(cells, jobs, progress)
     columns = [(t.task, s) for t in report.tables for s in t.settings for _ in ROLES]
     for record, (task, setting), (_, role) in zip(records, columns, cells, strict=True):
         record.update(task=task, setting=setting, role=role)
-    return {"model": report.any_model(), "cells": records}
+    return {"model": every, "cells": records}
 
 
 def _label(task_name: str, setting: str) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "ANY_TASK",
     "WEIGHTS",
     "ModelEntry",
+    "any_damage_models",
     "card_summary",
     "card_tasks",
     "default_model",
@@ -140,6 +141,11 @@ def detect_and_fill() -> tuple[str, str] | None:
         if e.task != ANY_TASK and task_named(e.task).masks and e.variant in ("detect", "mask")
     }
     return (found["detect"], found["mask"]) if len(found) == 2 else None
+
+
+def any_damage_models() -> list[str]:
+    """The shipped models for any damage (``ModelEntry.task == ANY_TASK``), in ``WEIGHTS`` order."""
+    return [n for n, e in WEIGHTS.items() if e.task == ANY_TASK]
 
 
 def card_tasks(card: dict[str, Any]) -> list[str]:

@@ -158,7 +158,7 @@ def _check_flags(args: argparse.Namespace, task) -> None:
     from rednet import zoo
 
     if task is None:
-        anything = [n for n, e in zoo.WEIGHTS.items() if e.task == zoo.ANY_TASK]
+        anything = zoo.any_damage_models()
         if args.weights is None and (args.model not in anything or args.fast):
             hint = f", or --model {anything[0]} (one model for any damage)" if anything else ""
             raise ValueError(f"give --task ({', '.join(TASK_NAMES)}){hint}")
