@@ -144,9 +144,11 @@ def _training_step(
 ) -> Callable[[], None]:
     """One Adam step of a fresh model (seed 0) on a fixed batch of random patches with noise, as training runs
     (bf16 autocast, fp32 loss), in memory format ``fmt``."""
+    from rednet.train import training_optimizer
+
     torch.manual_seed(0)
     net = REDNet(config).to(dev).to(memory_format=fmt)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    optimizer = training_optimizer(net, 1e-4, dev)
     g = torch.Generator(device=dev).manual_seed(0)
     clean = torch.rand(batch_size, config.channels, patch_size, patch_size, generator=g, device=dev)
     degraded = (clean + 0.1 * torch.randn(clean.shape, generator=g, device=dev)).contiguous(memory_format=fmt)

@@ -205,7 +205,8 @@ def loader_workers(campaign: CampaignConfig, cores: int | None = None) -> int:
     if campaign.workers:
         return campaign.workers
     loading = sum(not JOBS[j].patches_on_device for j in campaign.jobs)
-    cores = cores or os.cpu_count() or 2
+    if not cores:  # the cores this process may use (a VM's share), not the host's
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
     return max(1, (cores - 2 * len(campaign.jobs)) // max(1, loading))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 import numpy as np
@@ -73,12 +73,21 @@ def _bad_generator(generator: object) -> ValueError:
     )
 
 
+def _torch_draw(
+    draw: Callable[..., Tensor], shape: Sequence[int], generator: torch.Generator | None, like: Tensor
+) -> Tensor:
+    """``draw`` (``torch.randn`` or ``torch.rand``) of ``shape`` in float64 on ``like``'s device. A torch
+    generator draws only on its own device (a CPU one for images on a GPU: drawn on the CPU, then moved)."""
+    device = like.device if generator is None else generator.device
+    return draw(tuple(shape), generator=generator, dtype=torch.float64, device=device).to(like.device)
+
+
 def _standard_normal(shape: Sequence[int], generator: RandomGenerator, like: Tensor) -> Tensor:
     """N(0, 1) samples of ``shape`` in float64 on ``like``'s device, drawn from ``generator``."""
     if isinstance(generator, np.random.Generator):
         return torch.from_numpy(generator.standard_normal(tuple(shape))).to(like.device)
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.randn(tuple(shape), generator=generator, dtype=torch.float64, device=like.device)
+        return _torch_draw(torch.randn, shape, generator, like)
     raise _bad_generator(generator)
 
 
@@ -87,7 +96,7 @@ def uniform_like(shape: Sequence[int], generator: RandomGenerator, like: Tensor)
     if isinstance(generator, np.random.Generator):
         return torch.from_numpy(generator.random(tuple(shape))).to(like.device)
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.rand(tuple(shape), generator=generator, dtype=torch.float64, device=like.device)
+        return _torch_draw(torch.rand, shape, generator, like)
     raise _bad_generator(generator)
 
 

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-__all__ = ["choose_device", "native_bf16", "use_bf16"]
+__all__ = ["choose_device", "init_process_group", "native_bf16", "use_bf16"]
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -24,6 +24,17 @@ def choose_device(name: str = "auto") -> torch.device:
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init_process_group(device: torch.device) -> None:
+    """Join the torchrun process group from this process's device: NCCL on a GPU, made this process's
+    current one first (NCCL's collectives run on the current GPU, which is otherwise GPU 0 for every
+    rank), else gloo."""
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
 
 def use_bf16(device: torch.device, bf16: bool | None) -> bool:

@@ -8,7 +8,9 @@ DistributedDataParallel, and rank 0 alone writes logs and checkpoints.
 
 A run folder holds ``config.json`` (the resolved config and the command), ``log.jsonl`` (one line per logged
 step and per validation), ``last.pt`` and ``best.pt`` (model, optimizer, scheduler, step, RNG states, config,
-written atomically). Patches are a pure function of (seed, step), so ``--resume`` continues bit for bit.
+written atomically). Patches are a pure function of (seed, step), so ``--resume`` continues bit for bit on
+the CPU (on a GPU, cuDNN's autotuned convolutions are not all deterministic: a resumed run continues the same
+patches, not the same bits).
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ from torch import Tensor
 
 from rednet.data import PatchDataset, data_root, load_training_images
 from rednet.device_patches import DevicePatches
-from rednet.devices import choose_device, native_bf16
+from rednet.devices import choose_device, init_process_group, native_bf16
 from rednet.inpaint import damage_loss
 from rednet.io import replace_atomically
 from rednet.model import REDNet, convert_channels
 from rednet.tasks import task_named
 from rednet.train_config import TrainConfig
 
-__all__ = ["hardware", "load_checkpoint", "train"]
+__all__ = ["hardware", "load_checkpoint", "train", "training_optimizer"]
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,18 @@ def _init_distributed(device: torch.device) -> _Dist:
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _Dist()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        init_process_group(device)
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def training_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam as training runs it on ``device`` (``rednet bench train`` times the same): on a GPU fused, one
+    kernel for all the parameters, with cuDNN's autotuning on (patch shapes are fixed, so the fastest
+    convolution is picked once); on the CPU the default for-each."""
+    if device.type != "cuda":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    torch.backends.cudnn.benchmark = True
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
 
 
 def hardware(device: torch.device, world: int = 1) -> str:
@@ -378,11 +390,7 @@ def _build_run(
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    # On a GPU the fused Adam is one kernel for all the parameters (the CPU keeps the default for-each).
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, **fused)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed patch shapes: pick the fastest convolution once
+    optimizer = training_optimizer(model, config.lr, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     run = _Run(config, run_dir, model, model, optimizer, scheduler)
     meta: dict[str, Any] = {}
@@ -442,8 +450,9 @@ def _loop(
         if bar is not None:
             bar.update(1)
         if run.step % config.log_every == 0 or run.step == end:
-            rate = window_steps * config.batch_size / (time.perf_counter() - window_start)
+            # .item() waits for a GPU to finish the window's steps, so the rate that follows counts them all
             loss_mean, lr = window_loss.item() / window_steps, run.scheduler.get_last_lr()[0]
+            rate = window_steps * config.batch_size / (time.perf_counter() - window_start)
             run.log(
                 {"step": run.step, "loss": loss_mean, "lr": lr, "patches_per_s": rate, "elapsed": run.elapsed}
             )

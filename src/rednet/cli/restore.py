@@ -15,7 +15,7 @@ import torch
 
 from rednet.cli.flags import add_device_flags, add_level_flags
 from rednet.cli.targets import check_targets, existing_paths
-from rednet.devices import choose_device, use_bf16
+from rednet.devices import choose_device, init_process_group, use_bf16
 from rednet.tasks import TASK_NAMES
 
 
@@ -238,7 +238,7 @@ def _choose_device(args: argparse.Namespace, world: int) -> tuple[torch.device, 
 
     device = choose_device(args.device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        init_process_group(device)
     return device, use_bf16(device, args.bf16)
 
 
