@@ -553,9 +553,31 @@ def test_content_text_is_soft_noisy_8_bit_text_that_belongs_to_the_image():
     assert (flat > 0.02).any() and (flat < 0.02).any()
 
 
+def test_frame_lines_paint_only_the_edges_in_8_bit_colours_that_belong_to_the_image():
+    x = torch.full((16, 3, 40, 40), 128 / 255)
+    y = overlays.frame_lines(x, generator=np.random.default_rng(0))
+    assert y.shape == x.shape and torch.equal(y, torch.round(y * 255) / 255)
+    assert torch.equal(y[..., 4:-4, 4:-4], x[..., 4:-4, 4:-4])  # at most 3 + 1 pixels in from each edge
+    edges = torch.stack([y[..., 0, 5:-5], y[..., -1, 5:-5], y[..., 5:-5, 0], y[..., 5:-5, -1]], dim=1)
+    painted = (edges != 128 / 255).all(dim=-1).any(dim=-1)  # (16, 4): a whole edge line painted
+    assert painted.float().mean() > 0.5 and not painted.all()  # most edges, not every edge
+    assert torch.equal(overlays.frame_lines(x, generator=np.random.default_rng(0)), y)
+    gray = overlays.frame_lines(x[:, :1], generator=np.random.default_rng(0))
+    assert gray.shape == (16, 1, 40, 40)
+
+
+def test_text_over_frame_marks_only_the_overlay_as_damage():
+    x = _skimage_image("astronaut")[..., ::4, ::4]
+    clean, degraded, mask = overlays.text_over(x, overlays.frame_lines, generator=np.random.default_rng(3))
+    assert not torch.equal(clean, x) and torch.equal(clean[..., 5:-5, 5:-5], x[..., 5:-5, 5:-5])
+    kept = mask.expand_as(clean) == 0
+    assert torch.equal(degraded[kept], clean[kept])
+    assert float(mask.mean()) > 0.03
+
+
 def test_text_over_content_text_marks_only_the_overlay_as_damage():
     x = _skimage_image("astronaut")[..., ::4, ::4]
-    clean, degraded, mask = overlays.text_over_content_text(x, generator=np.random.default_rng(3))
+    clean, degraded, mask = overlays.text_over(x, overlays.content_text, generator=np.random.default_rng(3))
     assert not torch.equal(clean, x)  # the image's own text is in the ground truth
     kept = mask.expand_as(clean) == 0
     assert torch.equal(degraded[kept], clean[kept])

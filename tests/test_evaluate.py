@@ -141,7 +141,7 @@ def test_a_detector_is_only_for_the_rednet_method_on_inpainting():
         EvalConfig(task="denoise", dataset="Set14", method="rednet", sigma=25, model="m", detector="d")
 
 
-def test_decoys_score_against_the_image_with_its_own_text():
+def test_decoys_and_framed_score_against_the_image_with_its_own_text_or_frame():
     from rednet.evaluate import corrupt
 
     clean = torch.from_numpy(data.astronaut()[::4, ::4]).permute(2, 0, 1)[None].float() / 255
@@ -151,3 +151,19 @@ def test_decoys_score_against_the_image_with_its_own_text():
     assert torch.equal(c.degraded[kept], c.clean[kept]) and (c.mask == 1).any()
     plain = corrupt(clean, EvalConfig(task="inpaint", dataset=".", damage="text"), seed=0)
     assert torch.equal(plain.clean, clean)
+    framed = corrupt(clean, EvalConfig(task="inpaint", dataset=".", damage="framed"), seed=0)
+    assert torch.equal(framed.clean[..., 5:-5, 5:-5], clean[..., 5:-5, 5:-5])
+    assert not torch.equal(framed.clean, clean)  # its frame is in the ground truth
+
+
+def test_blind_inpainting_eval_keeps_a_black_border_unless_told_not_to(tmp_path):
+    photo = data.astronaut()[60:252, 120:312].copy()
+    photo[[0, -1], :] = 0  # a one-pixel black border, as LIVE1's photos have
+    photo[:, [0, -1]] = 0
+    Image.fromarray(photo).save(tmp_path / "framed.png")
+    blind = {"task": "inpaint", "dataset": str(tmp_path), "damage": "text", "method": "rednet"}
+    blind |= {"model": "inpaint-mask", "detector": "inpaint-detect", "damage_ensemble": False}
+    kept = evaluate(EvalConfig(**blind))["mean"]["psnr"]
+    painted_over = evaluate(EvalConfig(**blind, damage_frame=0))["mean"]["psnr"]
+    print(f"blind two-step, bordered photo: {kept:.2f} dB with its frame kept, {painted_over:.2f} without")
+    assert kept > painted_over + 1

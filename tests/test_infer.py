@@ -451,6 +451,44 @@ def test_find_damage_thresholds_the_damage_model_and_grows_the_mask():
         find_damage(REDNet(RED10), x)
 
 
+def test_keep_frame_drops_damage_on_one_colour_lines_along_the_edges_and_keeps_text_and_lost_pixels():
+    from rednet.inpaint import FRAME_COVER, FRAME_RUN, keep_frame
+
+    assert (FRAME_RUN, FRAME_COVER) == (32, 0.5)  # the lengths below are either side of them
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, 40, 80, generator=g)  # texture: neighbours differ by far more than 8 levels
+    damaged = torch.zeros(1, 1, 40, 80)
+    x[..., 0, :], damaged[..., 0, :] = 0, 1  # a black frame line along the top, taken for damage
+    x[..., 2, 10:60], damaged[..., 2, 10:60] = 1, 1  # a white line inside it, 50 of the 80 px
+    x[..., :, 79], damaged[..., 5:25, 79] = 0.5, 1  # a gray line down the right edge, found in part
+    x[..., 36:40, 20:26], damaged[..., 36:40, 20:26] = 1, 1  # a white letter cut by the bottom edge
+    x[..., 37, 30:65], damaged[..., 37, 30:65] = 1, 1  # a white stroke along it, less than half the edge
+    lost = torch.rand(30, 3, generator=g) < 0.8  # pixels lost along the left edge
+    x[..., 5:35, 0:3] *= ~lost
+    damaged[..., 5:35, 0:3] = lost.float()
+    damaged[..., 20, 5:75] = 1  # a long scratch across the middle, away from the edges
+    kept = keep_frame(damaged, x, 4)
+    assert float(kept[..., 0, :].sum()) == 0 and float(kept[..., 2, :].sum()) == 0
+    assert float(kept[..., :, 79].sum()) == 0
+    assert torch.equal(kept[..., 36:40, 20:26], torch.ones(1, 1, 4, 6))
+    assert torch.equal(kept[..., 37, 30:65], torch.ones(1, 1, 35))
+    assert torch.equal(kept[..., 5:35, 0:3], damaged[..., 5:35, 0:3])
+    assert torch.equal(kept[..., 20, 5:75], torch.ones(1, 1, 70))
+    assert torch.equal(keep_frame(damaged, x, 2)[..., 2, 10:60], torch.ones(1, 1, 50))  # row 2 is past 2 px
+    assert torch.equal(keep_frame(damaged, x, 0), damaged)
+    assert float((kept * (1 - damaged)).sum()) == 0  # never adds damage
+
+
+def test_find_damage_keeps_the_frame_by_default():
+    from rednet.inpaint import find_damage
+
+    x = torch.zeros(1, 3, 9, 40)
+    x[0, 0, 0, :] = 1.0  # a red line along the top edge: the spot detector takes it for damage
+    x[0, 0, 5, 5] = 1.0
+    assert float(find_damage(_spot_detector(), x).sum()) == 1  # the frame stays, the spot is found
+    assert float(find_damage(_spot_detector(), x, frame=0).sum()) == 41
+
+
 def test_flat_colour_keeps_one_colour_strokes_and_drops_texture():
     from rednet.inpaint import flat_colour
 

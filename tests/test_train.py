@@ -506,8 +506,8 @@ def test_a_damage_model_learns_the_mask_and_is_validated_by_filling_what_it_find
 
 
 def test_decoy_patches_keep_the_images_own_text_in_the_target_and_mark_only_the_overlay(images):
-    config = tiny(images, task="inpaint", damage="text+decoys", output="damage", channel="rgb")
-    assert [c.damage for c in config.corruptions()] == ["text", "decoys"]
+    config = tiny(images, task="inpaint", damage="text+decoys+framed", output="damage", channel="rgb")
+    assert [c.damage for c in config.corruptions()] == ["text", "decoys", "framed"]
     decoys = config.corruptions()[1]
     region = load_training_images([images], "rgb")[0][None, :, :64, :64].float() / 255
     clean, degraded = decoys.apply(region, np.random.default_rng(0))

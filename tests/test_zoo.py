@@ -295,10 +295,10 @@ def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text
     from skimage import data
 
     from rednet.inpaint import find_damage
-    from rednet.overlays import text_over_content_text
+    from rednet.overlays import content_text, text_over
 
     photo = as_tensor(data.astronaut()[60:252, 120:312])
-    clean, degraded, mask = text_over_content_text(photo, generator=np.random.default_rng(3))
+    clean, degraded, mask = text_over(photo, content_text, generator=np.random.default_rng(3))
     found = find_damage(rednet.load("inpaint-detect"), degraded)  # 1 = found damaged
     overlay = mask
     # the photo's own text (and clipped areas): painted into the clean image, not overlaid
@@ -309,6 +309,29 @@ def test_shipped_damage_model_finds_overlaid_text_and_leaves_the_images_own_text
     print(f"overlay found {hits:.3f}, own text and clipping taken for damage {false_alarms:.3f}")
     assert hits > 0.85
     assert false_alarms < 0.05  # the damage model trained without decoys: 0.13
+
+
+def test_shipped_damage_model_with_find_damage_leaves_the_images_frame_alone():
+    from skimage import data
+
+    from rednet.inpaint import find_damage
+    from rednet.overlays import text_overlay
+
+    clean = as_tensor(data.astronaut()[60:252, 120:312])
+    clean[..., [0, -1], :] = 0  # a one-pixel black border, as LIVE1's photos have
+    clean[..., :, [0, -1]] = 0
+    degraded, mask = text_overlay(clean, generator=np.random.default_rng(1))
+    frame = torch.zeros_like(mask)
+    frame[..., [0, -1], :] = 1
+    frame[..., :, [0, -1]] = 1
+    frame *= 1 - mask
+    detector = rednet.load("inpaint-detect")
+    masks = {w: find_damage(detector, degraded, frame=w) for w in (0, 4)}  # 4: the default
+    taken = {w: float((m * frame).sum() / frame.sum()) for w, m in masks.items()}
+    found = float((masks[4] * mask).sum() / mask.sum())
+    print(f"frame taken for damage: {taken[0]:.3f} without keep_frame, {taken[4]:.3f} with; text {found:.3f}")
+    assert taken[4] < 0.05 < taken[0]
+    assert found > 0.85
 
 
 def _damaged_copy(tmp_path, damage: str):

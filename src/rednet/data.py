@@ -23,7 +23,7 @@ from torch import Tensor
 from rednet import degrade
 from rednet.io import is_image_file, read_image
 from rednet.metrics import rgb_to_y
-from rednet.tasks import Blur, Corrupted, kernel_by_name, task_named
+from rednet.tasks import OVERLAY_DAMAGES, Blur, Corrupted, kernel_by_name, task_named
 
 __all__ = [
     "BENCHMARKS",
@@ -185,7 +185,8 @@ class Corruption:
             25 x 25 whose sigma is drawn from ``blur_sigma``); "" for the other tasks.
         damage: inpaint: the kind of damage, "text" (the test's white/black text), "strokes" (text and
             scratches in random colours), "decoys" (the test's text over an image given text and clipped
-            areas of its own, which belong to the clean image) or "rate" (random pixel loss at a rate
+            areas of its own, which belong to the clean image), "framed" (the test's text over an image given
+            a frame of its own, likewise) or "rate" (random pixel loss at a rate
             drawn from ``levels``); "" for the other tasks.
         blur_sigma: the range of the "gaussian-family" kernel's sigma, in pixels.
         then: a second corruption applied to this one's output (a mix that real photos carry: noise then
@@ -217,8 +218,8 @@ class Corruption:
 
     def draw(self, rng: np.random.Generator) -> Any:
         """The level of one patch, as ``Task.degrade`` takes it: a number, a :class:`rednet.tasks.Blur`
-        (deblur: its kernel, then its noise) or the inpainting damage ("text", "decoys", "strokes" or a
-        drawn pixel-loss rate)."""
+        (deblur: its kernel, then its noise) or the inpainting damage (one of
+        :data:`rednet.tasks.OVERLAY_DAMAGES` or a drawn pixel-loss rate)."""
         task = task_named(self.task)
         if task.uses_kernel:
             if self.kernel == "gaussian-family":
@@ -227,7 +228,7 @@ class Corruption:
                 kernel = kernel_by_name(self.kernel)
             return Blur(kernel, self.levels.draw(rng))
         if task.masks:
-            return self.damage if self.damage in ("text", "decoys", "strokes") else self.levels.draw(rng)
+            return self.damage if self.damage in OVERLAY_DAMAGES else self.levels.draw(rng)
         if task.integer_levels:
             return int(self.levels.draw(rng, integer=True))
         return self.levels.draw(rng)

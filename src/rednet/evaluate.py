@@ -32,7 +32,7 @@ from torch import Tensor
 
 from rednet import baselines, degrade, io
 from rednet.data import resolve_dataset
-from rednet.inpaint import DAMAGE_THRESHOLD
+from rednet.inpaint import DAMAGE_THRESHOLD, FRAME_RUN, FRAME_WIDTH
 from rednet.metrics import psnr, rgb_to_y, ssim
 from rednet.tasks import TASK_NAMES, Corrupted, inpaint_damage, kernel_by_name, parse_damage, task_named
 
@@ -67,7 +67,7 @@ class EvalConfig:
         quality: JPEG quality 1-100.
         kernel: blur kernel name, "gaussian" (25x25, sigma 1.6), "gaussian-S" (25x25, sigma S pixels, e.g.
             "gaussian-2.4") or "disk" (radius 7).
-        damage: inpainting's damage: "text", "decoys" or a pixel-loss rate such as "0.5".
+        damage: inpainting's damage: "text", "decoys", "framed" or a pixel-loss rate such as "0.5".
         channel: "auto" = the task's protocol channel; or force "y", "gray" or "rgb".
         shave: border pixels ignored by the metrics; None = the protocol's (scale for sr, else 0).
         quantize: clip and round the restored image to 8 bits before scoring (protocol default).
@@ -81,9 +81,9 @@ class EvalConfig:
         iterations: method "richardson-lucy": its number of iterations (None = 30).
         detector: method "rednet", task "inpaint": a damage model (e.g. "inpaint-detect") whose mask the
             mask-aware ``model`` fills, instead of the true mask: blind inpainting in two steps.
-        damage_threshold, damage_grow, damage_tolerance: with ``detector``: see
-            :func:`rednet.inpaint.find_damage` (``damage_tolerance`` in 8-bit levels; None = no colour
-            filter).
+        damage_threshold, damage_grow, damage_frame, damage_frame_run, damage_tolerance: with
+            ``detector``: see :func:`rednet.inpaint.find_damage` (``damage_tolerance`` in 8-bit levels;
+            None = no colour filter).
         damage_ensemble: with ``detector``: average its probabilities over the 8 flips/rotations.
     """
 
@@ -109,6 +109,8 @@ class EvalConfig:
     detector: str | None = None
     damage_threshold: float = DAMAGE_THRESHOLD
     damage_grow: int = 0
+    damage_frame: int = FRAME_WIDTH
+    damage_frame_run: int = FRAME_RUN
     damage_tolerance: float | None = None
     damage_ensemble: bool = True
 
@@ -205,6 +207,8 @@ def rednet_method(config: EvalConfig) -> Method:
                 c.degraded,
                 threshold=config.damage_threshold,
                 grow=config.damage_grow,
+                frame=config.damage_frame,
+                frame_run=config.damage_frame_run,
                 tolerance=None if config.damage_tolerance is None else config.damage_tolerance / 255,
                 ensemble=config.damage_ensemble,
                 bf16=config.bf16,

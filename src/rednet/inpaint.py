@@ -18,7 +18,18 @@ from torch import Tensor
 from rednet.infer import restore
 from rednet.model import REDNet
 
-__all__ = ["DAMAGE_THRESHOLD", "DAMAGE_WEIGHT", "damage_loss", "find_damage", "flat_colour"]
+__all__ = [
+    "DAMAGE_THRESHOLD",
+    "DAMAGE_WEIGHT",
+    "FRAME_COVER",
+    "FRAME_RUN",
+    "FRAME_TOLERANCE",
+    "FRAME_WIDTH",
+    "damage_loss",
+    "find_damage",
+    "flat_colour",
+    "keep_frame",
+]
 
 DAMAGE_WEIGHT = 4.0
 """Weight of the damaged pixels in a damage model's cross-entropy (the intact ones weigh 1)."""
@@ -71,6 +82,82 @@ def flat_colour(
     return kept
 
 
+FRAME_RUN = 32
+"""The shortest line along an edge, in pixels, that :func:`keep_frame` takes for part of a frame."""
+
+FRAME_COVER = 0.5
+"""The fraction of an edge's length that such lines must cover to be a frame (:func:`keep_frame`)."""
+
+FRAME_WIDTH = 4
+"""Default width, in pixels, of the band along each edge where :func:`find_damage` keeps a frame."""
+
+FRAME_TOLERANCE = 8 / 255
+"""The largest difference between two neighbours of one frame line, per channel ([0, 1] scale)."""
+
+
+def _lines(x: Tensor, length: int, dim: int, tolerance: float) -> Tensor:
+    """The pixels of ``x`` that lie in a line of at least ``length`` pixels along ``dim`` (-1: rows, -2:
+    columns) in which no two neighbours differ by more than ``tolerance`` in any channel.
+
+    Args:
+        x: (N, C, H, W) float32 in [0, 1].
+
+    Returns:
+        (N, 1, H, W) float32, 1 = in such a line.
+    """
+    n, _, h, w = x.shape
+    if x.shape[dim] < length:
+        return x.new_zeros(n, 1, h, w)
+    ahead = (..., slice(1, None)) if dim == -1 else (..., slice(1, None), slice(None))
+    behind = (..., slice(None, -1)) if dim == -1 else (..., slice(None, -1), slice(None))
+    links = ((x[ahead] - x[behind]).abs().amax(dim=1, keepdim=True) <= tolerance).float()  # neighbours
+    size = (1, length - 1) if dim == -1 else (length - 1, 1)
+    whole = (F.avg_pool2d(links, size, stride=1) > 1 - 1e-6).float()  # lines of `length` pixels
+    pad = (length - 1, length - 1, 0, 0) if dim == -1 else (0, 0, length - 1, length - 1)
+    window = (1, length) if dim == -1 else (length, 1)
+    return F.max_pool2d(F.pad(whole, pad), window, stride=1)  # every pixel of those lines
+
+
+def keep_frame(
+    damaged: Tensor,
+    x: Tensor,
+    width: int,
+    *,
+    run: int = FRAME_RUN,
+    cover: float = FRAME_COVER,
+    tolerance: float = FRAME_TOLERANCE,
+) -> Tensor:
+    """Keep the image's own frame: lines along its edges (scans, screenshots, LIVE1's one-pixel black
+    border) are not damage, however much they look like scratches to a damage model.
+
+    A frame runs along most of an edge in one colour (slowly changing colours count as one). In each of
+    the ``width`` outermost rows and columns of ``x`` where one-colour lines of at least ``run`` pixels
+    (:func:`_lines`) cover at least ``cover`` of its length, the found damage on those lines is dropped.
+    What stays is damage that differs from the line it lies on: overlaid text and scratches of another
+    colour, lost pixels among known ones (a lost pixel on a near-black edge, which becomes known, is
+    wrong by at most ``tolerance``).
+
+    Args:
+        damaged: (N, 1, H, W) float32, 1 = damaged.
+        x: (N, C, H, W) float32 in [0, 1], the damaged image.
+        width: rows and columns looked at along each edge, in pixels (0 = none).
+        run: the shortest one-colour line along an edge that can be part of a frame, in pixels.
+        cover: the fraction of a row's or column's length such lines must cover.
+        tolerance: the largest difference between neighbours of one line, per channel, [0, 1] scale.
+
+    Returns:
+        (N, 1, H, W) float32, 1 = damaged, a subset of ``damaged``.
+    """
+    h, w = damaged.shape[-2:]
+    rows = torch.arange(h, device=damaged.device).view(h, 1)
+    cols = torch.arange(w, device=damaged.device).view(1, w)
+    along_rows, along_cols = _lines(x, run, -1, tolerance), _lines(x, run, -2, tolerance)
+    framed_rows = (along_rows.mean(dim=-1, keepdim=True) >= cover) & ((rows < width) | (rows >= h - width))
+    framed_cols = (along_cols.mean(dim=-2, keepdim=True) >= cover) & ((cols < width) | (cols >= w - width))
+    frame = torch.maximum(along_rows * framed_rows, along_cols * framed_cols)
+    return damaged * (1 - frame)
+
+
 DAMAGE_THRESHOLD = 0.55
 """Default probability above which a damage model's pixel counts as damaged: for the shipped
 ``inpaint-detect``, the best mean of the validation text and decoys PSNR of 0.45, 0.55 and 0.65
@@ -84,6 +171,8 @@ def find_damage(
     threshold: float = DAMAGE_THRESHOLD,
     grow: int = 0,
     tolerance: float | None = None,
+    frame: int = FRAME_WIDTH,
+    frame_run: int = FRAME_RUN,
     ensemble: bool = True,
     tile: int | None | str = "auto",
     bf16: bool = False,
@@ -98,6 +187,8 @@ def find_damage(
         tolerance: if given, keep only damage painted in one colour, to this tolerance on the [0, 1]
             scale (:func:`flat_colour`), before growing. Off by default: on the validation images it
             dropped more false alarms than text but cost more than it gained (docs/training.md).
+        frame, frame_run: keep the image's frame, lines of at least ``frame_run`` pixels in the ``frame``
+            rows and columns along each edge (:func:`keep_frame`), before growing; ``frame`` 0 = off.
         grow: also mark the pixels within this many pixels of a damaged one (the soft edges of text).
         ensemble: average the probabilities over the 8 flips/rotations (the default: +0.09 dB on the
             validation images for twice the time of the whole two-step restore, docs/training.md).
@@ -114,6 +205,8 @@ def find_damage(
     damaged = (probability > threshold).float()
     if tolerance is not None:
         damaged = flat_colour(damaged, x.to(damaged.device, torch.float32), tolerance)
+    if frame > 0:
+        damaged = keep_frame(damaged, x.to(damaged.device, torch.float32), frame, run=frame_run)
     if grow > 0:
         damaged = torch.nn.functional.max_pool2d(damaged, 2 * grow + 1, stride=1, padding=grow)
     return damaged

@@ -9,6 +9,7 @@ mask, (N, 1, H, W) float32, 1 = pixel damaged (lost or drawn over), 0 = kept: th
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -18,7 +19,14 @@ from torch import Tensor
 from rednet.degrade import RandomGenerator, check_image, numpy_rng, uniform_like
 from rednet.extras import require
 
-__all__ = ["content_text", "drop_pixels", "scratches_and_text", "text_over_content_text", "text_overlay"]
+__all__ = [
+    "content_text",
+    "drop_pixels",
+    "frame_lines",
+    "scratches_and_text",
+    "text_over",
+    "text_overlay",
+]
 
 
 def drop_pixels(x: Tensor, rate: float, *, generator: RandomGenerator = None) -> tuple[Tensor, Tensor]:
@@ -231,6 +239,14 @@ def _render_soft_string(rng: np.random.Generator, h: int, w: int, font_sizes: tu
     return _draw_random_string(rng, h, w, font, antialias=True).astype(np.float32) / 255
 
 
+def _own_colour(rng: np.random.Generator, channels: int) -> np.ndarray:
+    """The colour of something that belongs to an image: near-black (0-15 on the 0-255 scale), near-white
+    (240-255) or a random colour, one in three each; (C,) float32, for C = 1 the colour's mean."""
+    low, high = ((0, 15 / 255), (240 / 255, 1), (0, 1))[int(rng.integers(3))]
+    colour = rng.uniform(low, high, 3)
+    return (colour if channels == 3 else colour.mean(keepdims=True)).astype(np.float32)
+
+
 def content_text(
     x: Tensor,
     *,
@@ -271,9 +287,7 @@ def content_text(
                 out[i] = np.clip(out[i] / (1 - cut), 0, 1)
         for _ in range(int(rng.integers(n_strings[0], n_strings[1] + 1))):
             alpha = _render_soft_string(rng, h, w, font_sizes)
-            low, high = ((0, 15 / 255), (240 / 255, 1), (0, 1))[int(rng.integers(3))]  # black, white, any
-            colour = rng.uniform(low, high, 3)
-            value = (colour if c == 3 else colour.mean(keepdims=True)).astype(np.float32)
+            value = _own_colour(rng, c)
             painted = alpha > 0
             noise = rng.normal(0, rng.uniform(0.5, 3) / 255, size=(c, int(painted.sum()))).astype(np.float32)
             blended = out[i][:, painted] * (1 - alpha[painted]) + value[:, None] * alpha[painted]
@@ -281,19 +295,64 @@ def content_text(
     return torch.from_numpy(np.round(out * 255) / 255).to(x.device)
 
 
-def text_over_content_text(x: Tensor, *, generator: RandomGenerator = None) -> tuple[Tensor, Tensor, Tensor]:
-    """The test's white/black text (:func:`text_overlay`) over an image that has text of its own
-    (:func:`content_text`): a blind inpainter must remove the one and keep the other.
+def frame_lines(x: Tensor, *, generator: RandomGenerator = None, widths: tuple[int, int] = (1, 3)) -> Tensor:
+    """Give each image a frame of its own: lines along its edges that belong to it, as scanned photos,
+    screenshots and some test sets (LIVE1's one-pixel black border) have, which a damage model must
+    leave alone.
+
+    Each of the four edges, independently with probability 0.8, gets a line ``widths`` pixels wide (drawn
+    per image in that inclusive range) in near-black (0-15 on the 0-255 scale), near-white (240-255) or a
+    random colour, the same for the whole frame; half the images get a second, one-pixel line just inside
+    it in another such colour (a mat, or the bright halo that sharpening leaves). The result is rounded to
+    8 bits.
+
+    Args:
+        x: images, (N, C, H, W) float32 in [0, 1]; for C = 1 a colour becomes its mean.
+        generator: as in :func:`text_overlay`.
+        widths: (min, max) width of the outer line in pixels, inclusive.
+
+    Returns:
+        (N, C, H, W) float32 in [0, 1], multiples of 1/255: the new clean image.
+    """
+    check_image(x)
+    rng = numpy_rng(generator)
+    n, c, h, w = x.shape
+    out = x.detach().to(torch.float32).cpu().numpy().copy()
+    for i in range(n):
+        sides = rng.random(4) < 0.8  # top, bottom, left, right
+        lines = [(0, int(rng.integers(widths[0], widths[1] + 1)), _own_colour(rng, c)[:, None, None])]
+        if rng.random() < 0.5:
+            lines.append((lines[0][1], lines[0][1] + 1, _own_colour(rng, c)[:, None, None]))
+        for start, stop, value in lines:
+            stop_h, stop_w = min(stop, h), min(stop, w)
+            if sides[0]:
+                out[i][:, start:stop_h, :] = value
+            if sides[1]:
+                out[i][:, h - stop_h : h - start, :] = value
+            if sides[2]:
+                out[i][:, :, start:stop_w] = value
+            if sides[3]:
+                out[i][:, :, w - stop_w : w - start] = value
+    return torch.from_numpy(np.round(out * 255) / 255).to(x.device)
+
+
+def text_over(
+    x: Tensor, own: Callable[..., Tensor], *, generator: RandomGenerator = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The test's white/black text (:func:`text_overlay`) over an image given something of its own by
+    ``own`` (:func:`content_text`: text and clipped areas; :func:`frame_lines`: a frame): a blind
+    inpainter must remove the one and keep the other.
 
     Args:
         x: images, (N, C, H, W) float32 in [0, 1].
+        own: ``own(x, generator=...)`` returns the images with what belongs to them, the ground truth.
         generator: as in :func:`text_overlay`.
 
     Returns:
-        ``(clean, degraded, mask)``: the image with its own text (the ground truth), the same with the
+        ``(clean, degraded, mask)``: the image with what is its own (the ground truth), the same with the
         overlay, both (N, C, H, W) float32; mask (N, 1, H, W) float32, 1 = overlaid, 0 = kept.
     """
     rng = numpy_rng(generator)
-    clean = content_text(x, generator=rng)
+    clean = own(x, generator=rng)
     degraded, mask = text_overlay(clean, generator=rng)
     return clean, degraded, mask

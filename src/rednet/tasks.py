@@ -11,8 +11,8 @@ Levels, per task (the flag of ``rednet eval``/``degrade``/``restore`` and the fi
 * sr: ``scale`` (int, 2, 3 or 4).
 * jpeg: ``quality`` (int, 1-100).
 * deblur: ``kernel`` (a blur name, see :func:`kernel_by_name`), with an optional added noise ``sigma``.
-* inpaint: ``damage``, what is damaged: "text", "decoys", "strokes" (training only) or a pixel-loss rate in
-  (0, 1). (A ``mask`` is always a per-pixel map of the damage, see :class:`Corrupted`.)
+* inpaint: ``damage``, what is damaged: "text", "decoys", "framed", "strokes" (training only) or a
+  pixel-loss rate in (0, 1). (A ``mask`` is always a per-pixel map of the damage, see :class:`Corrupted`.)
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from rednet import degrade, overlays
 
 __all__ = [
     "KERNELS",
+    "OVERLAY_DAMAGES",
     "TASKS",
     "TASK_NAMES",
+    "TEXT_DAMAGES",
     "Blur",
     "Corrupted",
     "RestoreLevel",
@@ -45,15 +47,23 @@ KERNELS = ("gaussian", "disk")
 """The named blur kernels of the official demo (and "gaussian-S", a family, see :func:`kernel_by_name`)."""
 
 
+TEXT_DAMAGES = ("text", "decoys", "framed")
+"""The inpainting damages that overlay the test's text: on the image as it is, on the image given text of
+its own, on the image given a frame of its own (:mod:`rednet.overlays`)."""
+
+OVERLAY_DAMAGES = (*TEXT_DAMAGES, "strokes")
+"""Every overlaid inpainting damage; "strokes" (text and scratches in random colours) is for training."""
+
+
 def parse_damage(damage: str | None) -> float | None:
-    """ "text" or "decoys" -> None (a text overlay); "0.5" -> 0.5 (pixel-loss rate in (0, 1))."""
-    if damage in ("text", "decoys"):
+    """ "text", "decoys" or "framed" -> None (a text overlay); "0.5" -> 0.5 (pixel-loss rate in (0, 1))."""
+    if damage in TEXT_DAMAGES:
         return None
     try:
         rate = float(damage)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(
-            f"damage must be 'text', 'decoys' or a pixel-loss rate in (0, 1), got {damage!r}"
+            f"damage must be 'text', 'decoys', 'framed' or a pixel-loss rate in (0, 1), got {damage!r}"
         ) from None
     if not 0 < rate < 1:
         raise ValueError(f"damage rate must be in (0, 1), got {rate}")
@@ -103,10 +113,13 @@ class Blur:
 
 def _damage(clean: Tensor, damage: str | float, generator: np.random.Generator) -> Corrupted:
     """Inpainting's degradation: "text" (white/black text), "decoys" (that text over an image given text of
-    its own, which becomes the ground truth), "strokes" (text and scratches in random colours) or a
-    pixel-loss rate (float). The mask is 1 where a pixel is damaged."""
+    its own, which becomes the ground truth), "framed" (that text over an image given a frame of its own,
+    likewise), "strokes" (text and scratches in random colours) or a pixel-loss rate (float). The mask is 1
+    where a pixel is damaged."""
     if damage == "decoys":
-        return Corrupted(*overlays.text_over_content_text(clean, generator=generator))
+        return Corrupted(*overlays.text_over(clean, overlays.content_text, generator=generator))
+    if damage == "framed":
+        return Corrupted(*overlays.text_over(clean, overlays.frame_lines, generator=generator))
     if damage == "text":
         return Corrupted(clean, *overlays.text_overlay(clean, generator=generator))
     if damage == "strokes":
@@ -117,13 +130,14 @@ def _damage(clean: Tensor, damage: str | float, generator: np.random.Generator) 
 def inpaint_damage(clean: Tensor, damage: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """Damage one clean image (1, C, H, W) in [0, 1] as the inpainting ``damage`` setting says: "text"
     (white/black text), "decoys" (that text over an image given text of its own, which becomes the ground
-    truth) or a pixel-loss rate such as "0.5". Returns (clean, degraded, mask), mask 1 = damaged."""
+    truth), "framed" (that text over an image given a frame of its own, likewise) or a pixel-loss rate
+    such as "0.5". Returns (clean, degraded, mask), mask 1 = damaged."""
     c = _damage(clean, _damage_level(damage), rng)
     return c.clean, c.degraded, c.mask  # type: ignore[return-value]
 
 
 def _damage_level(damage: str) -> str | float:
-    """An inpainting setting as :func:`_damage` takes it: "text"/"decoys" as they are, a rate as a float."""
+    """An inpainting setting as :func:`_damage` takes it: an overlay's name as it is, a rate as a float."""
     rate = parse_damage(damage)
     return damage if rate is None else rate
 

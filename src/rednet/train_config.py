@@ -9,7 +9,7 @@ from typing import Any
 
 from rednet.data import Corruption, Levels
 from rednet.model import REDNetConfig
-from rednet.tasks import TASKS, task_named
+from rednet.tasks import OVERLAY_DAMAGES, TASKS, task_named
 
 __all__ = ["LEVEL_FIELD", "RENAMED", "TrainConfig"]
 
@@ -41,7 +41,8 @@ class TrainConfig:
         blur_sigma: the sigma range of the "gaussian-family" kernel, in pixels, e.g. "0.5-3".
         damage: inpainting's damage: "text" (white/black text, as the test), "strokes" (text and scratches in
             random colours), "decoys" (the test's text over an image given antialiased text and clipped
-            areas of its own, which stay in the target: what a blind damage model must leave alone), or
+            areas of its own, which stay in the target: what a blind damage model must leave alone),
+            "framed" (the test's text over an image given a frame of its own, likewise), or
             pixel-loss rates as a range "0.3-0.8" or a list; several joined by "+"
             are mixed per patch, e.g. "strokes+0-0.8".
         mask_input: the model also takes the mask as a 4th input channel (inpaint only).
@@ -73,8 +74,8 @@ class TrainConfig:
         channels_last: use the channels-last memory format (faster on CPU with oneDNN, and with bf16).
         compile: ``torch.compile`` the model.
         val_set: benchmark name or folder for validation; "" = no validation.
-        val_level: the level validated at (e.g. 25 for denoise sigma, 3 for sr, 10 for jpeg, "text" or
-            "decoys" for inpaint).
+        val_level: the level validated at (e.g. 25 for denoise sigma, 3 for sr, 10 for jpeg, "text",
+            "decoys" or "framed" for inpaint).
         val_limit: validate on the first N images only (0 = all).
         val_every: validate every N steps (and at the end).
         log_every: write a loss line every N steps.
@@ -193,7 +194,7 @@ class TrainConfig:
         with_mask = self.mask_input or self.output == "damage"  # an input, or the target
         for kind in self.damage.split("+"):
             kind = kind.strip()
-            if kind in ("text", "strokes", "decoys"):
+            if kind in OVERLAY_DAMAGES:
                 out.append(Corruption(task, Levels(values=(0.0,)), damage=kind, with_mask=with_mask))
             else:
                 out.append(Corruption(task, Levels.parse(kind), damage="rate", with_mask=with_mask))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rednet.cli.flags import add_level_flags, eval_config
-from rednet.inpaint import DAMAGE_THRESHOLD
+from rednet.inpaint import DAMAGE_THRESHOLD, FRAME_RUN, FRAME_WIDTH
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +70,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--damage-grow", type=int, default=0, help="with --detector: also fill this many pixels around"
     )
     p.add_argument(
+        "--damage-frame",
+        type=int,
+        default=FRAME_WIDTH,
+        help="with --detector: keep the image's frame in this many pixels along each edge (0 = off)",
+    )
+    p.add_argument(
+        "--damage-frame-run",
+        type=int,
+        default=FRAME_RUN,
+        help="with --detector: the shortest line along an edge taken for a frame, in pixels",
+    )
+    p.add_argument(
         "--damage-tolerance",
         type=float,
         help="with --detector: keep only found damage painted in one colour, to this many 8-bit levels",
@@ -105,6 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         detector=args.detector,
         damage_threshold=args.damage_threshold,
         damage_grow=args.damage_grow,
+        damage_frame=args.damage_frame,
+        damage_frame_run=args.damage_frame_run,
         damage_tolerance=args.damage_tolerance,
         damage_ensemble=args.damage_ensemble,
     )

@@ -57,8 +57,8 @@ def add_level_flags(p: argparse.ArgumentParser, *, mask_file: bool = False) -> N
     else:
         p.add_argument(
             "--damage",
-            help="inpainting's damage: 'text', 'decoys' (text over an image given text of its own) or a "
-            "pixel-loss rate such as 0.5",
+            help="inpainting's damage: 'text', 'decoys' (text over an image given text of its own), 'framed' "
+            "(text over an image given a frame of its own) or a pixel-loss rate such as 0.5",
         )
         p.add_argument("--mask", action=Renamed, new="--damage", help=argparse.SUPPRESS)
 
