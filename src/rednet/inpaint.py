@@ -83,7 +83,8 @@ def flat_colour(
 
 
 FRAME_RUN = 32
-"""The shortest line along an edge, in pixels, that :func:`keep_frame` takes for part of a frame."""
+"""The shortest line along an edge, in pixels, that :func:`keep_frame` takes for part of a frame (16, 32
+and 64 did the same on the validation images, docs/training.md)."""
 
 FRAME_COVER = 0.5
 """The fraction of an edge's length that such lines must cover to be a frame (:func:`keep_frame`)."""

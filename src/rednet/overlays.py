@@ -303,8 +303,8 @@ def frame_lines(x: Tensor, *, generator: RandomGenerator = None, widths: tuple[i
     Each of the four edges, independently with probability 0.8, gets a line ``widths`` pixels wide (drawn
     per image in that inclusive range) in near-black (0-15 on the 0-255 scale), near-white (240-255) or a
     random colour, the same for the whole frame; half the images get a second, one-pixel line just inside
-    it in another such colour (a mat, or the bright halo that sharpening leaves). The result is rounded to
-    8 bits.
+    it in another such colour (a mat, or the bright line inside the black border of some LIVE1 photos).
+    The result is rounded to 8 bits.
 
     Args:
         x: images, (N, C, H, W) float32 in [0, 1]; for C = 1 a colour becomes its mean.
