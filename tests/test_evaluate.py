@@ -158,7 +158,7 @@ def test_decoys_and_framed_score_against_the_image_with_its_own_text_or_frame():
 
 def test_blind_inpainting_eval_keeps_a_black_border_unless_told_not_to(tmp_path):
     photo = data.astronaut()[60:252, 120:312].copy()
-    photo[[0, -1], :] = 0  # a one-pixel black border, as LIVE1's photos have
+    photo[[0, -1], :] = 0  # a one-pixel black border, as 9 of LIVE1's 29 photos have
     photo[:, [0, -1]] = 0
     Image.fromarray(photo).save(tmp_path / "framed.png")
     blind = {"task": "inpaint", "dataset": str(tmp_path), "damage": "text", "method": "rednet"}
