@@ -149,13 +149,18 @@ def keep_frame(
     Returns:
         (N, 1, H, W) float32, 1 = damaged, a subset of ``damaged``.
     """
+    if width <= 0:
+        return damaged
     h, w = damaged.shape[-2:]
-    rows = torch.arange(h, device=damaged.device).view(h, 1)
-    cols = torch.arange(w, device=damaged.device).view(1, w)
-    along_rows, along_cols = _lines(x, run, -1, tolerance), _lines(x, run, -2, tolerance)
-    framed_rows = (along_rows.mean(dim=-1, keepdim=True) >= cover) & ((rows < width) | (rows >= h - width))
-    framed_cols = (along_cols.mean(dim=-2, keepdim=True) >= cover) & ((cols < width) | (cols >= w - width))
-    frame = torch.maximum(along_rows * framed_rows, along_cols * framed_cols)
+    frame = torch.zeros_like(damaged)
+    for rows in (slice(0, width), slice(max(h - width, 0), h)):  # only the bands are looked at
+        lines = _lines(x[..., rows, :], run, -1, tolerance)
+        frame[..., rows, :] = torch.maximum(
+            frame[..., rows, :], lines * (lines.mean(-1, keepdim=True) >= cover)
+        )
+    for cols in (slice(0, width), slice(max(w - width, 0), w)):
+        lines = _lines(x[..., cols], run, -2, tolerance)
+        frame[..., cols] = torch.maximum(frame[..., cols], lines * (lines.mean(-2, keepdim=True) >= cover))
     return damaged * (1 - frame)
 
 
@@ -204,10 +209,10 @@ def find_damage(
         )
     probability = restore(detector, x, ensemble=ensemble, tile=tile, bf16=bf16)
     damaged = (probability > threshold).float()
+    image = x.to(damaged.device, torch.float32)
     if tolerance is not None:
-        damaged = flat_colour(damaged, x.to(damaged.device, torch.float32), tolerance)
-    if frame > 0:
-        damaged = keep_frame(damaged, x.to(damaged.device, torch.float32), frame, run=frame_run)
+        damaged = flat_colour(damaged, image, tolerance)
+    damaged = keep_frame(damaged, image, frame, run=frame_run)
     if grow > 0:
         damaged = torch.nn.functional.max_pool2d(damaged, 2 * grow + 1, stride=1, padding=grow)
     return damaged
